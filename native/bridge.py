@@ -1,0 +1,239 @@
+"""cffi bindings: compiled strategies (the reference's C ABI) and the native scoring core.
+
+ABI mode (`ffi.dlopen`) is enough: the three strategy symbols have plain C signatures, and the
+core takes `#[repr(C)]` structs of scalars and pointers into caller-owned NumPy arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import NamedTuple
+
+import cffi
+import numpy as np
+
+from propamm_jax.errors import PropammError
+
+STORAGE_SIZE = 1024
+COMPUTE_SWAP = "__prop_amm_compute_swap"
+AFTER_SWAP = "__prop_amm_after_swap"
+GET_NAME = "__prop_amm_get_name"
+ABI_SYMBOLS = (COMPUTE_SWAP, AFTER_SWAP, GET_NAME)
+MAX_NAME = 128
+CORE_ABI_VERSION = 1
+
+ffi = cffi.FFI()
+ffi.cdef(
+    """
+    uint64_t __prop_amm_compute_swap(const uint8_t *data, size_t len);
+    void __prop_amm_after_swap(const uint8_t *data, size_t len, uint8_t *storage);
+    size_t __prop_amm_get_name(uint8_t *buf, size_t max_len);
+
+    typedef struct {
+        uint64_t steps, epoch_len, base_reserve_x, base_reserve_y;
+        double lambda, min_capital_weight, softmax_temperature, arb_profit_floor;
+        uint32_t profile, n_strategies;
+        uint64_t trace_steps;
+    } PammConfig;
+    typedef struct {
+        uint32_t kind, fee_buy_bps, fee_sell_bps, pad;
+        uintptr_t compute_swap, after_swap;
+    } PammPool;
+    typedef struct {
+        uint32_t norm_fee_bps, pad;
+        double norm_liquidity_mult;
+        const double *fair_price;
+        const int64_t *order_start;
+        const uint8_t *order_is_buy;
+        const double *order_size;
+    } PammMarket;
+    typedef struct {
+        double *final_edge, *final_capital_weight, *normalizer_edge, *epoch_edge;
+        uint64_t *epoch_trade_count;
+        double *epoch_score;
+        uint64_t *epochs_written, *trace_u64;
+        double *trace_f64;
+    } PammOut;
+    int32_t pamm_run(const PammConfig *cfg, const PammPool *pools, const PammMarket *market,
+                     const PammOut *out);
+    uint32_t pamm_abi_version(void);
+    """
+)
+
+
+def _dlopen(path: Path):
+    try:
+        return ffi.dlopen(str(path))
+    except OSError as exc:
+        raise PropammError(f"{path}: cannot load shared library ({exc})") from None
+
+
+class NativeStrategy:
+    """A loaded strategy library. Only the scoring workers and `validate` hold one."""
+
+    def __init__(self, path: Path, label: str | None = None):
+        self.path = Path(path)
+        self.label = label or self.path.name
+        self._lib = _dlopen(self.path)
+        missing = [s for s in ABI_SYMBOLS if not _has_symbol(self._lib, s)]
+        if missing:
+            raise PropammError(f"{self.label}: missing ABI symbol {missing[0]}")
+        self._compute = getattr(self._lib, COMPUTE_SWAP)
+        self._after = getattr(self._lib, AFTER_SWAP)
+        self._get_name = getattr(self._lib, GET_NAME)
+        self.name = self.read_name()
+
+    def read_name(self) -> str:
+        """The strategy's name as the reference reads it (128-byte buffer, lossy UTF-8)."""
+        buf = ffi.new("uint8_t[]", MAX_NAME)
+        n = self._get_name(buf, MAX_NAME)
+        return bytes(ffi.buffer(buf, min(n, MAX_NAME))).decode("utf-8", errors="replace")
+
+    def raw_name(self) -> bytes:
+        """The name bytes and the length the strategy claimed, for validation."""
+        buf = ffi.new("uint8_t[]", MAX_NAME)
+        n = self._get_name(buf, MAX_NAME)
+        return bytes(ffi.buffer(buf, min(n, MAX_NAME))), int(n)
+
+    def compute_swap(self, is_buy: bool, amount: int, reserve_x: int, reserve_y: int,
+                     storage: bytes = bytes(STORAGE_SIZE)) -> int:
+        """One quote with the reference's 1049-byte payload."""
+        payload = compute_swap_payload(is_buy, amount, reserve_x, reserve_y, storage)
+        return int(self._compute(ffi.from_buffer(payload), len(payload)))
+
+    def after_swap(self, payload: bytes, storage: bytearray) -> None:
+        """Calls the after-swap hook with `payload`; `storage` is updated in place."""
+        self._after(ffi.from_buffer(payload), len(payload), ffi.from_buffer(storage))
+
+    @property
+    def pool(self) -> tuple[int, int]:
+        """Function addresses for the core's pool table."""
+        return (int(ffi.cast("uintptr_t", self._compute)), int(ffi.cast("uintptr_t", self._after)))
+
+
+def _has_symbol(lib, name: str) -> bool:
+    try:
+        getattr(lib, name)
+        return True
+    except (AttributeError, NotImplementedError):
+        return False
+
+
+def compute_swap_payload(is_buy: bool, amount: int, reserve_x: int, reserve_y: int,
+                         storage: bytes) -> bytes:
+    """tag u8 | input u64 | reserve_x u64 | reserve_y u64 | storage[1024]  (1049 bytes)."""
+    head = np.array([amount, reserve_x, reserve_y], dtype="<u8").tobytes()
+    return bytes([0 if is_buy else 1]) + head + bytes(storage)
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """One strategy slot for the core: a compiled strategy or a built-in fee pair."""
+
+    kind: int
+    fee_buy_bps: int = 0
+    fee_sell_bps: int = 0
+    compute_swap: int = 0
+    after_swap: int = 0
+
+    @classmethod
+    def native(cls, strategy: NativeStrategy) -> "PoolSpec":
+        compute, after = strategy.pool
+        return cls(kind=0, compute_swap=compute, after_swap=after)
+
+    @classmethod
+    def cpamm(cls, fee_buy_bps: int, fee_sell_bps: int | None = None) -> "PoolSpec":
+        return cls(kind=1, fee_buy_bps=fee_buy_bps,
+                   fee_sell_bps=fee_buy_bps if fee_sell_bps is None else fee_sell_bps)
+
+
+class CoreRun(NamedTuple):
+    """Raw arrays of one simulation, as the core wrote them."""
+
+    final_edge: np.ndarray            # f64 [N]
+    final_capital_weight: np.ndarray  # f64 [N]
+    normalizer_edge: float
+    epoch_edge: np.ndarray            # f64 [N, E]
+    epoch_trade_count: np.ndarray     # u64 [N, E]
+    epoch_score: np.ndarray           # f64 [N, E]
+    trace_u64: np.ndarray | None      # u64 [T, N+1, 3]  reserve_x, reserve_y, storage hash
+    trace_f64: np.ndarray | None      # f64 [T, N+1, 2]  cumulative edge, capital weight
+
+
+@lru_cache(maxsize=1)
+def _core():
+    from propamm_jax.native.build import core_library
+
+    lib = _dlopen(core_library())
+    if lib.pamm_abi_version() != CORE_ABI_VERSION:
+        raise PropammError("the cached scoring core has another ABI version; clear the cache")
+    return lib
+
+
+def _ptr(ctype: str, array: np.ndarray):
+    return ffi.cast(ctype, array.ctypes.data)
+
+
+def run_core(config, profile: str, pools: list[PoolSpec], norm_fee_bps: int,
+             norm_liquidity_mult: float, fair_price: np.ndarray, order_start: np.ndarray,
+             order_is_buy: np.ndarray, order_size: np.ndarray, trace_steps: int = 0) -> CoreRun:
+    """Runs one simulation in the native core on one seed's tape."""
+    n = len(pools)
+    steps = config.steps
+    n_epochs = (steps - 1) // config.epoch_len
+    fair_price = np.ascontiguousarray(fair_price, dtype=np.float64)
+    order_start = np.ascontiguousarray(order_start, dtype=np.int64)
+    order_is_buy = np.ascontiguousarray(order_is_buy, dtype=np.uint8)
+    order_size = np.ascontiguousarray(order_size, dtype=np.float64)
+    if fair_price.shape != (steps,) or order_start.shape != (steps + 1,):
+        raise ValueError("tape does not match config.steps")
+    if order_is_buy.shape[0] < order_start[-1] or order_size.shape[0] < order_start[-1]:
+        raise ValueError("tape orders are shorter than order_start says")
+
+    cfg = ffi.new("PammConfig *", {
+        "steps": steps, "epoch_len": config.epoch_len,
+        "base_reserve_x": config.base_reserve_x, "base_reserve_y": config.base_reserve_y,
+        "lambda": config.lam, "min_capital_weight": config.min_capital_weight,
+        "softmax_temperature": config.softmax_temperature,
+        "arb_profit_floor": config.arb_profit_floor,
+        "profile": 0 if profile == "reference" else 1, "n_strategies": n,
+        "trace_steps": trace_steps,
+    })
+    table = ffi.new("PammPool[]", [
+        {"kind": p.kind, "fee_buy_bps": p.fee_buy_bps, "fee_sell_bps": p.fee_sell_bps,
+         "compute_swap": p.compute_swap, "after_swap": p.after_swap} for p in pools
+    ])
+    market = ffi.new("PammMarket *", {
+        "norm_fee_bps": int(norm_fee_bps), "norm_liquidity_mult": float(norm_liquidity_mult),
+        "fair_price": _ptr("double *", fair_price), "order_start": _ptr("int64_t *", order_start),
+        "order_is_buy": _ptr("uint8_t *", order_is_buy), "order_size": _ptr("double *", order_size),
+    })
+    final_edge = np.zeros(n)
+    final_weight = np.zeros(n)
+    norm_edge = np.zeros(1)
+    epoch_edge = np.zeros((n, max(n_epochs, 1)))
+    epoch_trades = np.zeros((n, max(n_epochs, 1)), dtype=np.uint64)
+    epoch_score = np.zeros((n, max(n_epochs, 1)))
+    written = np.zeros(1, dtype=np.uint64)
+    t = min(trace_steps, steps)
+    trace_u64 = np.zeros((max(t, 1), n + 1, 3), dtype=np.uint64)
+    trace_f64 = np.zeros((max(t, 1), n + 1, 2))
+    out = ffi.new("PammOut *", {
+        "final_edge": _ptr("double *", final_edge),
+        "final_capital_weight": _ptr("double *", final_weight),
+        "normalizer_edge": _ptr("double *", norm_edge),
+        "epoch_edge": _ptr("double *", epoch_edge),
+        "epoch_trade_count": _ptr("uint64_t *", epoch_trades),
+        "epoch_score": _ptr("double *", epoch_score),
+        "epochs_written": _ptr("uint64_t *", written),
+        "trace_u64": _ptr("uint64_t *", trace_u64),
+        "trace_f64": _ptr("double *", trace_f64),
+    })
+    code = _core().pamm_run(cfg, table, market, out)
+    if code != 0:
+        raise PropammError(f"scoring core rejected the run (code {code})")
+    return CoreRun(final_edge, final_weight, float(norm_edge[0]), epoch_edge[:, :n_epochs],
+                   epoch_trades[:, :n_epochs], epoch_score[:, :n_epochs],
+                   trace_u64[:t] if t else None, trace_f64[:t] if t else None)

@@ -1,0 +1,104 @@
+"""Compiling submissions with plain `rustc`, cached by source hash and rustc version.
+
+The reference builds each strategy with `rustc --edition 2021 --crate-type cdylib -O`; we use
+the same flags so that the same machine code is scored. An unchanged source with an unchanged
+compiler is never rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from propamm_jax.errors import PropammError
+
+RUSTC_FLAGS = ("--edition", "2021", "--crate-type", "cdylib", "-O")
+
+
+def cache_dir() -> Path:
+    """`$PROPAMM_CACHE`, else `~/.cache/propamm-jax`."""
+    root = os.environ.get("PROPAMM_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "propamm-jax"
+    )
+    return Path(root)
+
+
+@lru_cache(maxsize=1)
+def rustc_version() -> str:
+    """`rustc -vV`, which names the exact compiler build (part of every cache key)."""
+    rustc = shutil.which("rustc")
+    if rustc is None:
+        raise PropammError("rustc not found on PATH: install Rust to compile strategies")
+    return subprocess.run([rustc, "-vV"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _first_error_lines(stderr: str, limit: int = 6) -> str:
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    start = next((i for i, ln in enumerate(lines) if ln.startswith("error")), 0)
+    return " | ".join(ln.strip() for ln in lines[start : start + limit])
+
+
+def compile_rust(source: Path, extra_flags: tuple[str, ...] = ()) -> Path:
+    """Returns the cached `.so` for `source`, compiling it if needed.
+
+    Raises PropammError naming the file and quoting rustc's first error lines on failure.
+    """
+    source = Path(source)
+    try:
+        code = source.read_bytes()
+    except OSError as exc:
+        raise PropammError(f"{source}: cannot read ({exc.strerror})") from None
+    key = hashlib.sha256(
+        code + b"\0" + rustc_version().encode() + b"\0" + " ".join(RUSTC_FLAGS + extra_flags).encode()
+    ).hexdigest()[:24]
+    stem = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in source.stem) or "strategy"
+    target = cache_dir() / "build" / key / f"lib{stem}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        tmp_src = Path(tmp) / f"{stem}.rs"
+        tmp_src.write_bytes(code)
+        tmp_out = Path(tmp) / target.name
+        proc = subprocess.run(
+            ["rustc", *RUSTC_FLAGS, *extra_flags, "-o", str(tmp_out), str(tmp_src)],
+            capture_output=True,
+            text=True,
+            cwd=tmp,
+        )
+        if proc.returncode != 0:
+            detail = _first_error_lines(proc.stderr.replace(str(tmp_src), source.name))
+            raise PropammError(f"{source}: does not compile: {detail}")
+        os.replace(tmp_out, target)
+    return target
+
+
+def core_library() -> Path:
+    """The scoring core (`native/core/engine.rs`), compiled on first use and cached."""
+    src = resources.files("propamm_jax.native").joinpath("core", "engine.rs")
+    with resources.as_file(src) as path:
+        return compile_rust(Path(path))
+
+
+def starter_strategies() -> list[Path]:
+    """The project's own example strategies shipped in `native/strategies/`."""
+    folder = resources.files("propamm_jax.native").joinpath("strategies")
+    return sorted(Path(str(p)) for p in folder.iterdir() if str(p).endswith(".rs"))
+
+
+def resolve_library(path: str | os.PathLike) -> Path:
+    """A `.rs` source (compiled, cached) or a prebuilt `.so`; anything else is an error."""
+    path = Path(path)
+    if not path.exists():
+        raise PropammError(f"{path}: no such file")
+    if path.suffix == ".rs":
+        return compile_rust(path)
+    if path.suffix == ".so":
+        return path.resolve()
+    raise PropammError(f"{path}: not a strategy (expected a .rs source or a compiled .so)")

@@ -1,0 +1,661 @@
+//! propamm-jax native scoring core.
+//!
+//! Why this exists: official scoring must reproduce the reference engine's f64 bits, and its
+//! solvers call a strategy's `compute_swap` several hundred times per simulated step, one call
+//! depending on the last. Through a JAX host callback (~130 us each) that is ~100x too slow, so
+//! the whole reference step runs here, in Rust, with the same integer casts and float ops
+//! (no FMA contraction, glibc exp/ln). Randomness is not drawn here: the market tape
+//! (fair prices and retail orders) is generated once in Python and passed in.
+//!
+//! Everything profile-specific is switched on `Profile` in the functions below; nothing else
+//! in the project re-implements these semantics natively.
+
+use std::slice;
+
+const SCALE_F: f64 = 1_000_000_000.0;
+const SCALE: u128 = 1_000_000_000;
+const STORAGE: usize = 1024;
+const COMPETITOR_SLOTS: usize = 8;
+
+pub type ComputeSwapFn = unsafe extern "C" fn(*const u8, usize) -> u64;
+pub type AfterSwapFn = unsafe extern "C" fn(*const u8, usize, *mut u8);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Profile {
+    Reference,
+    Corrected,
+}
+
+#[repr(C)]
+pub struct PammConfig {
+    pub steps: u64,
+    pub epoch_len: u64,
+    pub base_reserve_x: u64,
+    pub base_reserve_y: u64,
+    pub lambda: f64,
+    pub min_capital_weight: f64,
+    pub softmax_temperature: f64,
+    pub arb_profit_floor: f64,
+    pub profile: u32,
+    pub n_strategies: u32,
+    pub trace_steps: u64,
+}
+
+/// One strategy slot: a compiled strategy (kind 0) or a built-in constant-product pool with
+/// integer bps fees on the input (kind 1, used to run parametric pools on reference solvers).
+#[repr(C)]
+pub struct PammPool {
+    pub kind: u32,
+    pub fee_buy_bps: u32,
+    pub fee_sell_bps: u32,
+    pub pad: u32,
+    pub compute_swap: usize,
+    pub after_swap: usize,
+}
+
+#[repr(C)]
+pub struct PammMarket {
+    pub norm_fee_bps: u32,
+    pub pad: u32,
+    pub norm_liquidity_mult: f64,
+    pub fair_price: *const f64,
+    pub order_start: *const i64,
+    pub order_is_buy: *const u8,
+    pub order_size: *const f64,
+}
+
+/// Output buffers, all owned by the caller. Epoch arrays are [strategy][epoch]; traces are
+/// [step][amm][field] with u64 fields (reserve_x, reserve_y, storage hash) and f64 fields
+/// (cumulative edge, capital weight).
+#[repr(C)]
+pub struct PammOut {
+    pub final_edge: *mut f64,
+    pub final_capital_weight: *mut f64,
+    pub normalizer_edge: *mut f64,
+    pub epoch_edge: *mut f64,
+    pub epoch_trade_count: *mut u64,
+    pub epoch_score: *mut f64,
+    pub epochs_written: *mut u64,
+    pub trace_u64: *mut u64,
+    pub trace_f64: *mut f64,
+}
+
+#[derive(Clone)]
+struct Amm {
+    rx: u64,
+    ry: u64,
+    storage: [u8; STORAGE],
+    cumulative_edge: f64,
+    epoch_edge: f64,
+    epoch_trades: u64,
+    capital_weight: f64,
+}
+
+impl Amm {
+    fn new(rx: u64, ry: u64, weight: f64) -> Self {
+        Amm {
+            rx,
+            ry,
+            storage: [0u8; STORAGE],
+            cumulative_edge: 0.0,
+            epoch_edge: 0.0,
+            epoch_trades: 0,
+            capital_weight: weight,
+        }
+    }
+
+    fn spot(&self) -> f64 {
+        self.ry as f64 / self.rx as f64
+    }
+
+    /// Books a trade at the fair price and moves reserves. `is_buy`: the trader buys X
+    /// (pays Y in, takes X out).
+    fn execute(&mut self, is_buy: bool, input: u64, output: u64, fair: f64) {
+        let (amount_x, amount_y) = if is_buy { (output, input) } else { (input, output) };
+        let ax = amount_x as f64 / SCALE_F;
+        let ay = amount_y as f64 / SCALE_F;
+        let edge = if is_buy { ay - ax * fair } else { ax * fair - ay };
+        self.cumulative_edge += edge;
+        self.epoch_edge += edge;
+        self.epoch_trades += 1;
+        if is_buy {
+            self.ry = self.ry.saturating_add(input);
+            self.rx = self.rx.saturating_sub(output);
+        } else {
+            self.rx = self.rx.saturating_add(input);
+            self.ry = self.ry.saturating_sub(output);
+        }
+    }
+}
+
+fn cpamm_quote(input: u64, r_in: u64, r_out: u64, fee_bps: u32) -> u64 {
+    if input == 0 || r_in == 0 || r_out == 0 {
+        return 0;
+    }
+    let eff = input as u128 * (10_000 - fee_bps.min(10_000)) as u128 / 10_000;
+    (r_out as u128 * eff / (r_in as u128 + eff)) as u64
+}
+
+/// The normalizer's quote: the reference's own CPAMM (no zero-input guard).
+fn normalizer_quote(input: u64, r_in: u64, r_out: u64, fee_bps: u32) -> u64 {
+    let eff = input as u128 * (10_000 - fee_bps) as u128 / 10_000;
+    if r_in as u128 + eff == 0 {
+        return 0;
+    }
+    (r_out as u128 * eff / (r_in as u128 + eff)) as u64
+}
+
+enum Quoter {
+    Native { compute: ComputeSwapFn, after: AfterSwapFn },
+    Cpamm { fee_buy: u32, fee_sell: u32 },
+}
+
+impl Quoter {
+    fn quote(&self, is_buy: bool, input: u64, rx: u64, ry: u64, storage: &[u8; STORAGE]) -> u64 {
+        match self {
+            Quoter::Native { compute, .. } => {
+                let mut buf = [0u8; 25 + STORAGE];
+                buf[0] = if is_buy { 0 } else { 1 };
+                buf[1..9].copy_from_slice(&input.to_le_bytes());
+                buf[9..17].copy_from_slice(&rx.to_le_bytes());
+                buf[17..25].copy_from_slice(&ry.to_le_bytes());
+                buf[25..].copy_from_slice(storage);
+                unsafe { compute(buf.as_ptr(), buf.len()) }
+            }
+            Quoter::Cpamm { fee_buy, fee_sell } => {
+                if is_buy {
+                    cpamm_quote(input, ry, rx, *fee_buy)
+                } else {
+                    cpamm_quote(input, rx, ry, *fee_sell)
+                }
+            }
+        }
+    }
+
+    fn hook(&self, payload: &[u8], storage: &mut [u8; STORAGE]) {
+        if let Quoter::Native { after, .. } = self {
+            unsafe { after(payload.as_ptr(), payload.len(), storage.as_mut_ptr()) }
+        }
+    }
+}
+
+// ─── Solvers ────────────────────────────────────────────────────────────────────────────
+
+/// Golden-section maximisation, 50 iterations at most. `Reference` keeps the published
+/// point placement, which walks away from the maximum; `Corrected` uses the standard one.
+fn golden_section_max<F: Fn(f64) -> f64>(f: F, lo: f64, hi: f64, profile: Profile) -> (f64, f64) {
+    const PHI: f64 = 1.618033988749895;
+    let r = 2.0 - PHI;
+    let (mut a, mut b) = (lo, hi);
+    let (mut c, mut d) = match profile {
+        Profile::Reference => (b - r * (b - a), a + r * (b - a)),
+        Profile::Corrected => (a + r * (b - a), b - r * (b - a)),
+    };
+    let mut fc = f(c);
+    let mut fd = f(d);
+    for _ in 0..50 {
+        if fc < fd {
+            a = c;
+            c = d;
+            fc = fd;
+            d = match profile {
+                Profile::Reference => a + r * (b - a),
+                Profile::Corrected => b - r * (b - a),
+            };
+            fd = f(d);
+        } else {
+            b = d;
+            d = c;
+            fd = fc;
+            c = match profile {
+                Profile::Reference => b - r * (b - a),
+                Profile::Corrected => a + r * (b - a),
+            };
+            fc = f(c);
+        }
+        if (b - a) / (b + a + 1e-14) < 1e-8 {
+            break;
+        }
+    }
+    let x = 0.5 * (a + b);
+    (x, f(x))
+}
+
+/// Size of the arbitrage trade against one pool, or None when it is not worth the floor.
+/// `bracket_scaled`: the reference's strategy arbitrage searches [0, 0.9 * raw reserve].
+fn arbitrage<Q: Fn(bool, u64) -> u64>(
+    rx: u64,
+    ry: u64,
+    fair: f64,
+    floor: f64,
+    profile: Profile,
+    bracket_scaled: bool,
+    quote: Q,
+) -> Option<(bool, u64, u64)> {
+    let spot = ry as f64 / rx as f64;
+    let is_buy = match profile {
+        Profile::Reference => spot > fair,
+        Profile::Corrected => spot < fair,
+    };
+    let reserve_in = if is_buy { ry as f64 } else { rx as f64 };
+    let max_in = if bracket_scaled { reserve_in * 0.9 } else { reserve_in * 0.9 / SCALE_F };
+    let profit = |input: f64| -> f64 {
+        let input_scaled = (input * SCALE_F) as u64;
+        if input_scaled == 0 {
+            return 0.0;
+        }
+        let out = quote(is_buy, input_scaled) as f64 / SCALE_F;
+        if is_buy { out * fair - input } else { out - input * fair }
+    };
+    let (best_in, best_profit) = golden_section_max(profit, 0.0, max_in, profile);
+    if best_profit < floor || best_in < 1.0 / SCALE_F {
+        return None;
+    }
+    let input_scaled = (best_in * SCALE_F) as u64;
+    Some((is_buy, input_scaled, quote(is_buy, input_scaled)))
+}
+
+/// N-way split of one retail order by bisection on a shadow price, then a pro-rata
+/// normalisation to the order size. Returns (input, output) per pool.
+fn route<Q: Fn(usize, bool, u64) -> u64>(
+    reserves: &[(u64, u64)],
+    is_buy: bool,
+    total_input: f64,
+    profile: Profile,
+    quote: Q,
+) -> Vec<(u64, u64)> {
+    let n = reserves.len();
+    let step_floor = match profile {
+        Profile::Reference => 1.0 / SCALE_F,
+        Profile::Corrected => 0.001,
+    };
+    let marginal = |i: usize, x: f64| -> f64 {
+        let delta = x * 0.001 + step_floor;
+        let o1 = quote(i, is_buy, (x * SCALE_F) as u64) as f64 / SCALE_F;
+        let o2 = quote(i, is_buy, ((x + delta) * SCALE_F) as u64) as f64 / SCALE_F;
+        (o2 - o1) / delta
+    };
+    let tiny = 1.0 / SCALE_F;
+    let absorb = |i: usize, lambda: f64| -> f64 {
+        let (rx, ry) = reserves[i];
+        let max_in = if is_buy { ry as f64 * 0.9 / SCALE_F } else { rx as f64 * 0.9 / SCALE_F };
+        if marginal(i, tiny) < lambda {
+            return 0.0;
+        }
+        if marginal(i, max_in) >= lambda {
+            return max_in;
+        }
+        let (mut lo, mut hi) = (0.0f64, max_in);
+        for _ in 0..60 {
+            let mid = 0.5 * (lo + hi);
+            if marginal(i, mid) >= lambda { lo = mid } else { hi = mid }
+            if (hi - lo) / (hi + lo + 1e-12) < 1e-6 {
+                break;
+            }
+        }
+        0.5 * (lo + hi)
+    };
+    let lambda_max = (0..n).map(|i| marginal(i, tiny)).fold(0.0f64, f64::max);
+    let (mut lo, mut hi) = (0.0f64, lambda_max * 1.5);
+    for _ in 0..80 {
+        let mid = 0.5 * (lo + hi);
+        let mut total = 0.0f64;
+        for i in 0..n {
+            total += absorb(i, mid);
+        }
+        let too_much = total > total_input;
+        match (profile, too_much) {
+            (Profile::Reference, true) | (Profile::Corrected, false) => hi = mid,
+            _ => lo = mid,
+        }
+        if (hi - lo) / (hi + lo + 1e-12) < 1e-6 {
+            break;
+        }
+    }
+    let lambda_star = 0.5 * (lo + hi);
+    let raw: Vec<f64> = (0..n).map(|i| absorb(i, lambda_star)).collect();
+    let mut raw_sum = 0.0f64;
+    for &r in &raw {
+        raw_sum += r;
+    }
+    let scale = if raw_sum > 1e-12 { total_input / raw_sum } else { 0.0 };
+    (0..n)
+        .map(|i| {
+            let input = ((raw[i] * scale) * SCALE_F) as u64;
+            if input == 0 { (0, 0) } else { (input, quote(i, is_buy, input)) }
+        })
+        .collect()
+}
+
+// ─── Capital rebalancing ────────────────────────────────────────────────────────────────
+
+fn risk_adjusted_score(edge: f64, lambda: f64) -> f64 {
+    edge - lambda * f64::max(0.0, -edge)
+}
+
+fn softmax_weights(scores: &[f64], temperature: f64, min_weight: f64) -> Vec<f64> {
+    let n = scores.len();
+    let max_s = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let min_s = scores.iter().cloned().fold(f64::INFINITY, f64::min);
+    let spread = ((max_s - min_s) / 40.0).max(1.0);
+    let exps: Vec<f64> = scores.iter().map(|&s| ((s - max_s) / (temperature * spread)).exp()).collect();
+    let mut sum_exp = 0.0f64;
+    for &e in &exps {
+        sum_exp += e;
+    }
+    let raw: Vec<f64> = exps.iter().map(|&e| e / sum_exp).collect();
+    let floor_total = min_weight * n as f64;
+    let mut w: Vec<f64> = if min_weight > 0.0 && floor_total < 1.0 {
+        let remaining = 1.0 - floor_total;
+        raw.iter().map(|&r| min_weight + remaining * r).collect()
+    } else {
+        raw
+    };
+    let mut total = 0.0f64;
+    for &x in &w {
+        total += x;
+    }
+    for x in w.iter_mut() {
+        *x /= total;
+    }
+    w
+}
+
+/// Returns (edge, trade count, risk-adjusted score) per strategy and rescales reserves.
+fn rebalance(amms: &mut [Amm], cfg: &PammConfig) -> Vec<(f64, u64, f64)> {
+    let summaries: Vec<(f64, u64, f64)> = amms
+        .iter()
+        .map(|a| (a.epoch_edge, a.epoch_trades, risk_adjusted_score(a.epoch_edge, cfg.lambda)))
+        .collect();
+    let scores: Vec<f64> = summaries.iter().map(|s| s.2).collect();
+    let weights = softmax_weights(&scores, cfg.softmax_temperature, cfg.min_capital_weight);
+    let total_capital_y: u128 = amms.iter().map(|a| a.ry as u128 * 2).sum();
+    for (a, &w) in amms.iter_mut().zip(weights.iter()) {
+        let target = (total_capital_y as f64 * w) as u128;
+        let new_ry = (target / 2).max(SCALE) as u64;
+        let spot = a.ry as f64 / a.rx as f64;
+        let new_rx = (new_ry as f64 / spot).max(1.0) as u64;
+        a.rx = new_rx;
+        a.ry = new_ry;
+        a.capital_weight = w;
+        a.epoch_edge = 0.0;
+        a.epoch_trades = 0;
+    }
+    summaries
+}
+
+// ─── Payloads ───────────────────────────────────────────────────────────────────────────
+
+#[allow(clippy::too_many_arguments)]
+fn after_swap_payload(
+    amm: &Amm,
+    index: usize,
+    is_buy: bool,
+    input: u64,
+    output: u64,
+    step: u64,
+    epoch_len: u64,
+    flow: f32,
+    n_field: usize,
+    competitors: &[f32; COMPETITOR_SLOTS],
+) -> [u8; 92 + STORAGE] {
+    let mut b = [0u8; 92 + STORAGE];
+    b[0] = 2;
+    b[1] = if is_buy { 0 } else { 1 };
+    b[2..10].copy_from_slice(&input.to_le_bytes());
+    b[10..18].copy_from_slice(&output.to_le_bytes());
+    b[18..26].copy_from_slice(&amm.rx.to_le_bytes());
+    b[26..34].copy_from_slice(&amm.ry.to_le_bytes());
+    b[34..42].copy_from_slice(&step.to_le_bytes());
+    let epoch_step = (step as u32) % (epoch_len as u32);
+    let epoch_number = (step / epoch_len) as u32;
+    b[42..46].copy_from_slice(&epoch_step.to_le_bytes());
+    b[46..50].copy_from_slice(&epoch_number.to_le_bytes());
+    b[50] = n_field as u8;
+    b[51] = index as u8;
+    b[52..56].copy_from_slice(&flow.to_le_bytes());
+    b[56..60].copy_from_slice(&(amm.capital_weight as f32).to_le_bytes());
+    for (k, p) in competitors.iter().enumerate() {
+        b[60 + 4 * k..64 + 4 * k].copy_from_slice(&p.to_le_bytes());
+    }
+    b[92..].copy_from_slice(&amm.storage);
+    b
+}
+
+/// Spot prices of every other strategy (in index order, first 8), then the normalizer's if a
+/// slot is left; unused slots are NaN.
+fn competitor_prices(strats: &[Amm], me: usize, norm: &Amm) -> [f32; COMPETITOR_SLOTS] {
+    let mut out = [f32::NAN; COMPETITOR_SLOTS];
+    let mut slot = 0;
+    for (j, s) in strats.iter().enumerate() {
+        if j != me && slot < COMPETITOR_SLOTS {
+            out[slot] = s.spot() as f32;
+            slot += 1;
+        }
+    }
+    if slot < COMPETITOR_SLOTS {
+        out[slot] = norm.spot() as f32;
+    }
+    out
+}
+
+fn epoch_payload(amm: &Amm, epoch_number: u32, epoch_edge: f64) -> [u8; 41 + STORAGE] {
+    let mut b = [0u8; 41 + STORAGE];
+    b[0] = 5;
+    b[1..5].copy_from_slice(&epoch_number.to_le_bytes());
+    b[5..13].copy_from_slice(&amm.rx.to_le_bytes());
+    b[13..21].copy_from_slice(&amm.ry.to_le_bytes());
+    b[21..29].copy_from_slice(&epoch_edge.to_le_bytes());
+    b[29..37].copy_from_slice(&amm.cumulative_edge.to_le_bytes());
+    b[37..41].copy_from_slice(&(amm.capital_weight as f32).to_le_bytes());
+    b[41..].copy_from_slice(&amm.storage);
+    b
+}
+
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+// ─── One simulation ─────────────────────────────────────────────────────────────────────
+
+struct Sim<'a> {
+    cfg: &'a PammConfig,
+    profile: Profile,
+    quoters: Vec<Quoter>,
+    norm_fee: u32,
+    strats: Vec<Amm>,
+    norm: Amm,
+}
+
+impl<'a> Sim<'a> {
+    fn arbitrage_strategy(&mut self, i: usize, step: u64, fair: f64) {
+        let floor = self.cfg.arb_profit_floor;
+        let (rx, ry) = (self.strats[i].rx, self.strats[i].ry);
+        let trade = {
+            let q = &self.quoters[i];
+            let storage = &self.strats[i].storage;
+            arbitrage(rx, ry, fair, floor, self.profile, self.profile == Profile::Reference, |b, x| {
+                q.quote(b, x, rx, ry, storage)
+            })
+        };
+        if let Some((is_buy, input, output)) = trade {
+            self.strats[i].execute(is_buy, input, output, fair);
+            let n_field = match self.profile {
+                Profile::Reference => self.strats.len(),
+                Profile::Corrected => self.strats.len() + 1,
+            };
+            self.notify_trade(i, is_buy, input, output, step, 0.0, n_field);
+        }
+    }
+
+    fn notify_trade(&mut self, i: usize, is_buy: bool, input: u64, output: u64, step: u64, flow: f32, n_field: usize) {
+        let competitors = competitor_prices(&self.strats, i, &self.norm);
+        let payload = after_swap_payload(
+            &self.strats[i], i, is_buy, input, output, step, self.cfg.epoch_len, flow, n_field, &competitors,
+        );
+        self.quoters[i].hook(&payload, &mut self.strats[i].storage);
+    }
+
+    fn arbitrage_normalizer(&mut self, fair: f64) {
+        let (rx, ry, fee) = (self.norm.rx, self.norm.ry, self.norm_fee);
+        let trade = arbitrage(rx, ry, fair, self.cfg.arb_profit_floor, self.profile, false, |b, x| {
+            if b { normalizer_quote(x, ry, rx, fee) } else { normalizer_quote(x, rx, ry, fee) }
+        });
+        if let Some((is_buy, input, output)) = trade {
+            self.norm.execute(is_buy, input, output, fair);
+        }
+    }
+
+    fn retail(&mut self, is_buy: bool, size_y: f64, step: u64, fair: f64) {
+        let n = self.strats.len();
+        let total_input = if is_buy { size_y } else { size_y / fair };
+        let reserves: Vec<(u64, u64)> =
+            self.strats.iter().chain(std::iter::once(&self.norm)).map(|a| (a.rx, a.ry)).collect();
+        let allocations = {
+            let (quoters, strats, fee) = (&self.quoters, &self.strats, self.norm_fee);
+            let res = &reserves;
+            route(&reserves, is_buy, total_input, self.profile, |i, b, x| {
+                let (rx, ry) = res[i];
+                if i < n {
+                    quoters[i].quote(b, x, rx, ry, &strats[i].storage)
+                } else if b {
+                    normalizer_quote(x, ry, rx, fee)
+                } else {
+                    normalizer_quote(x, rx, ry, fee)
+                }
+            })
+        };
+        let total_scaled = ((total_input * SCALE_F) as u64).max(1);
+        for (i, &(input, output)) in allocations.iter().enumerate() {
+            if input == 0 {
+                continue;
+            }
+            if i < n {
+                let flow = input as f32 / total_scaled as f32;
+                self.strats[i].execute(is_buy, input, output, fair);
+                self.notify_trade(i, is_buy, input, output, step, flow, n + 1);
+            } else {
+                self.norm.execute(is_buy, input, output, fair);
+            }
+        }
+    }
+
+    fn epoch_boundary(&mut self, epoch_number: u32) -> Vec<(f64, u64, f64)> {
+        let summaries = rebalance(&mut self.strats, self.cfg);
+        for i in 0..self.strats.len() {
+            let payload = epoch_payload(&self.strats[i], epoch_number, summaries[i].0);
+            self.quoters[i].hook(&payload, &mut self.strats[i].storage);
+        }
+        summaries
+    }
+}
+
+/// Runs one simulation. Returns 0 on success, a negative code on bad arguments.
+///
+/// # Safety
+/// All pointers must be valid for the sizes implied by `cfg` (see the Python bridge).
+#[no_mangle]
+pub unsafe extern "C" fn pamm_run(
+    cfg: *const PammConfig,
+    pools: *const PammPool,
+    market: *const PammMarket,
+    out: *const PammOut,
+) -> i32 {
+    let cfg = &*cfg;
+    let market = &*market;
+    let out = &*out;
+    let n = cfg.n_strategies as usize;
+    if n == 0 || n > 255 || cfg.steps == 0 || cfg.epoch_len == 0 || cfg.epoch_len > u32::MAX as u64 {
+        return -1;
+    }
+    let profile = match cfg.profile {
+        0 => Profile::Reference,
+        1 => Profile::Corrected,
+        _ => return -2,
+    };
+    let pools = slice::from_raw_parts(pools, n);
+    let mut quoters = Vec::with_capacity(n);
+    for p in pools {
+        quoters.push(match p.kind {
+            0 => Quoter::Native {
+                compute: std::mem::transmute::<usize, ComputeSwapFn>(p.compute_swap),
+                after: std::mem::transmute::<usize, AfterSwapFn>(p.after_swap),
+            },
+            1 => Quoter::Cpamm { fee_buy: p.fee_buy_bps, fee_sell: p.fee_sell_bps },
+            _ => return -3,
+        });
+    }
+    let steps = cfg.steps as usize;
+    let fair_price = slice::from_raw_parts(market.fair_price, steps);
+    let order_start = slice::from_raw_parts(market.order_start, steps + 1);
+    let n_orders = order_start[steps] as usize;
+    let order_is_buy = slice::from_raw_parts(market.order_is_buy, n_orders);
+    let order_size = slice::from_raw_parts(market.order_size, n_orders);
+
+    let norm_rx = (cfg.base_reserve_x as f64 * market.norm_liquidity_mult) as u64;
+    let norm_ry = (cfg.base_reserve_y as f64 * market.norm_liquidity_mult) as u64;
+    let mut sim = Sim {
+        cfg,
+        profile,
+        quoters,
+        norm_fee: market.norm_fee_bps,
+        strats: (0..n).map(|_| Amm::new(cfg.base_reserve_x, cfg.base_reserve_y, 1.0 / n as f64)).collect(),
+        norm: Amm::new(norm_rx, norm_ry, 1.0),
+    };
+
+    let n_epochs_max = ((cfg.steps - 1) / cfg.epoch_len) as usize;
+    let mut epochs_written = 0usize;
+    let trace_steps = cfg.trace_steps.min(cfg.steps) as usize;
+
+    for step in 0..steps {
+        let fair = fair_price[step];
+        for i in 0..n {
+            sim.arbitrage_strategy(i, step as u64, fair);
+        }
+        sim.arbitrage_normalizer(fair);
+        for k in order_start[step] as usize..order_start[step + 1] as usize {
+            sim.retail(order_is_buy[k] != 0, order_size[k], step as u64, fair);
+        }
+        let at_epoch_end = (step + 1) % cfg.epoch_len as usize == 0;
+        if at_epoch_end && step != steps - 1 {
+            let epoch_number = ((step + 1) / cfg.epoch_len as usize) as u32;
+            let summaries = sim.epoch_boundary(epoch_number - 1);
+            for (i, (edge, trades, score)) in summaries.into_iter().enumerate() {
+                let at = i * n_epochs_max + epochs_written;
+                *out.epoch_edge.add(at) = edge;
+                *out.epoch_trade_count.add(at) = trades;
+                *out.epoch_score.add(at) = score;
+            }
+            epochs_written += 1;
+        }
+        if step < trace_steps {
+            for (j, a) in sim.strats.iter().chain(std::iter::once(&sim.norm)).enumerate() {
+                let at = step * (n + 1) + j;
+                *out.trace_u64.add(3 * at) = a.rx;
+                *out.trace_u64.add(3 * at + 1) = a.ry;
+                *out.trace_u64.add(3 * at + 2) = fnv1a64(&a.storage);
+                *out.trace_f64.add(2 * at) = a.cumulative_edge;
+                *out.trace_f64.add(2 * at + 1) = a.capital_weight;
+            }
+        }
+    }
+
+    for (i, a) in sim.strats.iter().enumerate() {
+        *out.final_edge.add(i) = a.cumulative_edge;
+        *out.final_capital_weight.add(i) = a.capital_weight;
+    }
+    *out.normalizer_edge = sim.norm.cumulative_edge;
+    *out.epochs_written = epochs_written as u64;
+    0
+}
+
+/// ABI version of this core; the bridge refuses a cached build with another.
+#[no_mangle]
+pub extern "C" fn pamm_abi_version() -> u32 {
+    1
+}

@@ -1,0 +1,138 @@
+"""The `propamm` command line.
+
+User errors print one line, `propamm: error: ...`, and exit with code 2; no tracebacks. The
+profile a command ran is always printed, since the two profiles are different markets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from propamm_jax.errors import PropammError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of usage + message
+        raise PropammError(f"{self.prog.split()[-1]}: {message}")
+
+
+def _positive_int(name: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise PropammError(f"{name} must be an integer, got {text!r}") from None
+        if value < 1:
+            raise PropammError(f"{name} must be at least 1, got {value}")
+        return value
+    return parse
+
+
+def _seed(text: str) -> int:
+    from propamm_jax.tape import parse_seed
+
+    try:
+        return parse_seed(text)
+    except ValueError as exc:
+        raise PropammError(str(exc)) from None
+
+
+def _add_run_options(p: argparse.ArgumentParser, simulations: int = 100) -> None:
+    p.add_argument("--simulations", type=_positive_int("--simulations"), default=simulations)
+    p.add_argument("--steps", type=_positive_int("--steps"), default=10_000)
+    p.add_argument("--epoch-len", type=_positive_int("--epoch-len"), default=1_000)
+    p.add_argument("--seed-start", type=_seed, default=0)
+    p.add_argument("--seed-stride", type=_positive_int("--seed-stride"), default=1)
+    p.add_argument("--workers", type=_positive_int("--workers"), default=None,
+                   help="worker processes (default: one per CPU core)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="propamm", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    p = sub.add_parser("score", help="score compiled strategies officially")
+    p.add_argument("files", nargs="*", help=".rs sources or compiled .so files")
+    _add_run_options(p)
+    p.add_argument("--profile", default="reference", choices=["reference", "corrected"])
+    p.add_argument("--output", type=Path, default=None, help="write results JSON (golden schema)")
+    p.add_argument("--trace-seeds", type=_seed, nargs="*", default=[],
+                   help="also record per-step traces (first 300 steps) for these seeds")
+    p.set_defaults(run=cmd_score)
+
+    p = sub.add_parser("demo", help="build the starter strategies and score them in both profiles")
+    _add_run_options(p, simulations=20)
+    p.set_defaults(run=cmd_demo)
+    return parser
+
+
+def _config(args):
+    from propamm_jax.config import SimConfig
+
+    return SimConfig(steps=args.steps, epoch_len=args.epoch_len)
+
+
+def _score_and_print(files, args, profile: str, output: Path | None = None, trace_seeds=()):
+    from propamm_jax.scoring import format_table, score
+
+    config = _config(args)
+    print(f"profile: {profile}  |  {args.simulations} simulations x {config.steps} steps, "
+          f"epoch {config.epoch_len}, seeds from {args.seed_start} stride {args.seed_stride}",
+          flush=True)
+    started = time.perf_counter()
+    result = score(files, config=config, simulations=args.simulations,
+                   seed_start=args.seed_start, seed_stride=args.seed_stride, profile=profile,
+                   workers=args.workers, trace_seeds=trace_seeds,
+                   progress=None if not args.no_progress else False)
+    elapsed = time.perf_counter() - started
+    print()
+    print(format_table(result))
+    print(f"\n{len(result.results.sims)} simulations in {elapsed:.1f} s ({profile} profile)")
+    for failure in result.failures:
+        print(f"FAILED {failure.line()}", file=sys.stderr)
+    if output is not None:
+        result.results.save(output)
+        print(f"results written to {output}")
+    return result
+
+
+def cmd_score(args) -> int:
+    result = _score_and_print(args.files, args, args.profile, args.output, args.trace_seeds)
+    return 1 if result.failures else 0
+
+
+def cmd_demo(args) -> int:
+    from propamm_jax.native.build import starter_strategies
+
+    files = starter_strategies()
+    print("starter strategies: " + ", ".join(f.name for f in files))
+    status = 0
+    for profile in ("reference", "corrected"):
+        print()
+        result = _score_and_print(files, args, profile)
+        status |= 1 if result.failures else 0
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not getattr(args, "run", None):
+            parser.print_help()
+            return 2
+        return args.run(args)
+    except PropammError as exc:
+        print(f"propamm: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("propamm: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,290 @@
+"""Official scoring of compiled strategies: the native core fed by the market tape.
+
+Compiled strategies are untrusted native code, so they never run in the caller's process:
+worker processes (spawned, never forked, so no JAX state leaks in) load them, generate the
+tape for a block of seeds and stream each finished simulation back. A worker that dies takes
+only its unfinished simulations with it; they are reported as failures, never silently lost.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from propamm_jax.config import MAX_STRATEGIES, SimConfig, check_profile
+from propamm_jax.errors import PropammError
+from propamm_jax.results import Results, aggregate_table, sim_record, trace_record
+from propamm_jax.tape import parse_seed
+
+DEFAULT_TRACE_STEPS = 300
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """Everything a worker needs; plain data so that it pickles into a spawned process."""
+
+    libraries: tuple[str, ...]
+    labels: tuple[str, ...]
+    config: SimConfig
+    profile: str
+    trace_seeds: frozenset[int] = frozenset()
+    trace_steps: int = DEFAULT_TRACE_STEPS
+
+
+@dataclass
+class Failure:
+    """A simulation that produced no result, and why."""
+
+    seed: int
+    strategy: str | None
+    kind: str
+    message: str
+
+    def line(self) -> str:
+        who = f"strategy {self.strategy}" if self.strategy else "scorer"
+        return f"seed {self.seed}: {who}: {self.kind}: {self.message}"
+
+
+@dataclass
+class ScoreResult:
+    """Results in the golden schema plus convenient views."""
+
+    results: Results
+    failures: list[Failure] = field(default_factory=list)
+
+    @property
+    def frame(self):
+        """One row per (simulation, strategy), market parameters as columns."""
+        return self.results.frame()
+
+    @property
+    def summary(self):
+        """The reference CLI's table as a DataFrame."""
+        return self.results.summary()
+
+
+def seed_list(simulations: int, seed_start: int = 0, seed_stride: int = 1) -> list[int]:
+    """Seeds `seed_start + i * seed_stride`; every one must be a u64."""
+    if isinstance(simulations, bool) or not isinstance(simulations, int) or simulations < 1:
+        raise PropammError(f"--simulations must be a positive integer, got {simulations!r}")
+    start = parse_seed(seed_start)
+    if isinstance(seed_stride, bool) or not isinstance(seed_stride, int) or seed_stride < 1:
+        raise PropammError(f"--seed-stride must be a positive integer, got {seed_stride!r}")
+    last = start + (simulations - 1) * seed_stride
+    if last > 2**64 - 1:
+        raise PropammError(f"seed {last} is outside u64 (0..18446744073709551615)")
+    return [start + i * seed_stride for i in range(simulations)]
+
+
+def prepare_strategies(paths: Sequence[str | os.PathLike]) -> tuple[list[str], list[str]]:
+    """Compiles (or accepts) each strategy and checks its ABI in a throwaway process.
+
+    Returns (library paths, labels). Errors name the file.
+    """
+    from propamm_jax.native.build import resolve_library
+
+    if not paths:
+        raise PropammError("no strategy given: pass at least one .rs or .so file")
+    if len(paths) > MAX_STRATEGIES:
+        raise PropammError(f"{len(paths)} strategies given; the engine takes at most {MAX_STRATEGIES}")
+    libraries = [str(resolve_library(p)) for p in paths]
+    labels = [Path(p).name for p in paths]
+    _check_abi(libraries, labels)
+    return libraries, labels
+
+
+def _check_abi(libraries: list[str], labels: list[str]) -> None:
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        problem = pool.apply(_abi_problem, (libraries, labels))
+    if problem:
+        raise PropammError(problem)
+
+
+def _abi_problem(libraries: list[str], labels: list[str]) -> str | None:
+    from propamm_jax.native.bridge import NativeStrategy
+
+    for lib, label in zip(libraries, labels):
+        try:
+            NativeStrategy(Path(lib), label)
+        except PropammError as exc:
+            return str(exc)
+    return None
+
+
+def _worker(request: ScoreRequest, tasks, results) -> None:
+    """Worker process: load strategies once, then score blocks of seeds until told to stop."""
+    from propamm_jax.native.bridge import NativeStrategy, PoolSpec, run_core
+    from propamm_jax.tape import make_tape
+
+    strategies = [NativeStrategy(Path(p), lbl) for p, lbl in zip(request.libraries, request.labels)]
+    pools = [PoolSpec.native(s) for s in strategies]
+    names = [s.name for s in strategies]
+    config = request.config
+    while True:
+        block = tasks.get()
+        if block is None:
+            return
+        seeds = [seed for _, seed in block]
+        tape = make_tape(seeds, config.steps)
+        fair = tape.fair_prices(config.initial_price)
+        for row, (index, seed) in enumerate(block):
+            results.put(("start", index, os.getpid()))
+            lo, hi = tape.order_start[row, 0], tape.order_start[row, -1]
+            trace_steps = request.trace_steps if seed in request.trace_seeds else 0
+            run = run_core(
+                config, request.profile, pools,
+                int(tape.params.norm_fee_bps[row]), float(tape.params.norm_liquidity_mult[row]),
+                fair[row], tape.order_start[row] - lo,
+                tape.order_is_buy[row, lo:hi], tape.order_size[row, lo:hi], trace_steps,
+            )
+            record = sim_record(seed, tape.params, row, names, run)
+            trace = trace_record(seed, fair[row], tape.order_count[row], run) if trace_steps else None
+            results.put(("done", index, (record, trace)))
+
+
+def _blocks(seeds: list[int], workers: int, max_block: int = 32) -> list[list[tuple[int, int]]]:
+    """Blocks of (index, seed): big enough that the per-step tape loop is amortised."""
+    per_worker = -(-len(seeds) // workers)
+    size = max(1, min(max_block, per_worker))
+    indexed = list(enumerate(seeds))
+    return [indexed[i : i + size] for i in range(0, len(indexed), size)]
+
+
+def run_simulations(request: ScoreRequest, seeds: list[int], workers: int,
+                    on_result: Callable[[int, dict, dict | None], None],
+                    on_progress: Callable[[int], None] | None = None) -> list[Failure]:
+    """Scores `seeds` in `workers` processes, calling `on_result(index, record, trace)` for
+    each finished simulation as it arrives. Returns the simulations that failed."""
+    ctx = mp.get_context("spawn")
+    tasks = ctx.Queue()
+    results = ctx.Queue()
+    blocks = _blocks(seeds, workers)
+    for block in blocks:
+        tasks.put(block)
+    n_workers = min(workers, len(blocks))
+    for _ in range(n_workers):
+        tasks.put(None)
+    procs = [ctx.Process(target=_worker, args=(request, tasks, results), daemon=True)
+             for _ in range(n_workers)]
+    for p in procs:
+        p.start()
+    pending = set(range(len(seeds)))
+    running: dict[int, int] = {}  # pid -> index being simulated
+    failures: list[Failure] = []
+    try:
+        while pending:
+            try:
+                kind, index, payload = results.get(timeout=0.5)
+            except queue.Empty:
+                dead = [p for p in procs if not p.is_alive() and p.exitcode not in (None, 0)]
+                if dead or all(not p.is_alive() for p in procs):
+                    failures.extend(_collect_dead(procs, running, pending, seeds, request))
+                    procs = [p for p in procs if p.is_alive()]
+                    if not procs:
+                        break
+                continue
+            if kind == "start":
+                running[payload] = index
+            else:
+                pending.discard(index)
+                on_result(index, *payload)
+                if on_progress:
+                    on_progress(1)
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join(timeout=5)
+    return failures
+
+
+def _collect_dead(procs, running, pending, seeds, request) -> list[Failure]:
+    """Turns crashed workers into failures for the simulation each was running."""
+    failures = []
+    for p in procs:
+        if p.is_alive() or p.exitcode == 0:
+            continue
+        index = running.pop(p.pid, None)
+        if index is not None and index in pending:
+            pending.discard(index)
+            failures.append(Failure(seeds[index], None, "crash",
+                                    f"worker exited with code {p.exitcode}"))
+    if all(not p.is_alive() for p in procs):
+        for index in sorted(pending):
+            failures.append(Failure(seeds[index], None, "not run", "all workers stopped"))
+        pending.clear()
+    return failures
+
+
+def score(strategies: Sequence[str | os.PathLike], *, config: SimConfig | None = None,
+          simulations: int = 100, seed_start: int = 0, seed_stride: int = 1,
+          seeds: Iterable[int] | None = None, profile: str = "reference",
+          workers: int | None = None, trace_seeds: Iterable[int] = (),
+          trace_steps: int = DEFAULT_TRACE_STEPS, progress: bool | None = None) -> ScoreResult:
+    """Scores compiled strategies officially, bit-identical to the reference engine.
+
+    `strategies`: `.rs` sources (compiled with the reference's flags, cached) or `.so` files.
+    `seeds` overrides `simulations`/`seed_start`/`seed_stride`. `profile` is `reference`
+    (official) or `corrected`. Returns results in the golden schema and DataFrames.
+    """
+    config = config or SimConfig()
+    profile = check_profile(profile)
+    seed_values = [parse_seed(s) for s in seeds] if seeds is not None else seed_list(
+        simulations, seed_start, seed_stride)
+    if not seed_values:
+        raise PropammError("no seeds to score")
+    libraries, labels = prepare_strategies(strategies)
+    request = ScoreRequest(tuple(libraries), tuple(labels), config, profile,
+                           frozenset(parse_seed(s) for s in trace_seeds), trace_steps)
+    workers = workers or os.cpu_count() or 1
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise PropammError(f"--workers must be a positive integer, got {workers!r}")
+
+    records: dict[int, dict] = {}
+    traces: dict[int, dict] = {}
+
+    def keep(index: int, record: dict, trace: dict | None) -> None:
+        records[index] = record
+        if trace is not None:
+            traces[index] = trace
+
+    bar = _progress_bar(len(seed_values), progress)
+    try:
+        failures = run_simulations(request, seed_values, workers, keep,
+                                   bar.update if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    results = Results(
+        engine=profile, config=config, strategies=labels,
+        sims=[records[i] for i in sorted(records)],
+        traces=[traces[i] for i in sorted(traces)] or None,
+    )
+    return ScoreResult(results, failures)
+
+
+def _progress_bar(total: int, progress: bool | None):
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if not progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="sim", file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+
+
+def format_table(result: ScoreResult | Results) -> str:
+    """The reference CLI's table."""
+    results = result.results if isinstance(result, ScoreResult) else result
+    return aggregate_table(results)
+
+
+__all__ = ["score", "ScoreResult", "Failure", "format_table", "seed_list", "time"]
