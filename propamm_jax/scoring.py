@@ -12,7 +12,6 @@ import multiprocessing as mp
 import os
 import queue
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -287,4 +286,4 @@ def format_table(result: ScoreResult | Results) -> str:
     return aggregate_table(results)
 
 
-__all__ = ["score", "ScoreResult", "Failure", "format_table", "seed_list", "time"]
+__all__ = ["score", "ScoreResult", "Failure", "format_table", "seed_list"]
