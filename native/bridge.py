@@ -22,7 +22,7 @@ AFTER_SWAP = "__prop_amm_after_swap"
 GET_NAME = "__prop_amm_get_name"
 ABI_SYMBOLS = (COMPUTE_SWAP, AFTER_SWAP, GET_NAME)
 MAX_NAME = 128
-CORE_ABI_VERSION = 1
+CORE_ABI_VERSION = 2
 
 ffi = cffi.FFI()
 ffi.cdef(
@@ -35,7 +35,7 @@ ffi.cdef(
         uint64_t steps, epoch_len, base_reserve_x, base_reserve_y;
         double lambda, min_capital_weight, softmax_temperature, arb_profit_floor;
         uint32_t profile, n_strategies;
-        uint64_t trace_steps;
+        uint64_t trace_steps, measure_calls;
     } PammConfig;
     typedef struct {
         uint32_t kind, fee_buy_bps, fee_sell_bps, pad;
@@ -55,6 +55,7 @@ ffi.cdef(
         double *epoch_score;
         uint64_t *epochs_written, *trace_u64;
         double *trace_f64;
+        uint64_t *call_stats;
     } PammOut;
     int32_t pamm_run(const PammConfig *cfg, const PammPool *pools, const PammMarket *market,
                      const PammOut *out);
@@ -102,6 +103,15 @@ class NativeStrategy:
         """One quote with the reference's 1049-byte payload."""
         payload = compute_swap_payload(is_buy, amount, reserve_x, reserve_y, storage)
         return int(self._compute(ffi.from_buffer(payload), len(payload)))
+
+    def call_compute(self, payload: np.ndarray) -> int:
+        """compute_swap on a contiguous NumPy payload (no copy)."""
+        return int(self._compute(ffi.cast("uint8_t *", payload.ctypes.data), payload.nbytes))
+
+    def call_after(self, payload: np.ndarray, storage: np.ndarray) -> None:
+        """after_swap on a NumPy payload; `storage` (u8[1024], contiguous) is updated in place."""
+        self._after(ffi.cast("uint8_t *", payload.ctypes.data), payload.nbytes,
+                    ffi.cast("uint8_t *", storage.ctypes.data))
 
     def after_swap(self, payload: bytes, storage: bytearray) -> None:
         """Calls the after-swap hook with `payload`; `storage` is updated in place."""
@@ -160,6 +170,8 @@ class CoreRun(NamedTuple):
     epoch_score: np.ndarray           # f64 [N, E]
     trace_u64: np.ndarray | None      # u64 [T, N+1, 3]  reserve_x, reserve_y, storage hash
     trace_f64: np.ndarray | None      # f64 [T, N+1, 2]  cumulative edge, capital weight
+    calls: int = 0                    # strategy calls (only when measured)
+    call_seconds: float = 0.0         # time inside them
 
 
 @lru_cache(maxsize=1)
@@ -178,7 +190,7 @@ def _ptr(ctype: str, array: np.ndarray):
 
 def run_core(config, profile: str, pools: list[PoolSpec], norm_fee_bps: int,
              norm_liquidity_mult: float, fair_price: np.ndarray, order_start: np.ndarray,
-             order_is_buy: np.ndarray, order_size: np.ndarray, trace_steps: int = 0) -> CoreRun:
+             order_is_buy: np.ndarray, order_size: np.ndarray, trace_steps: int = 0, measure_calls: bool = False) -> CoreRun:
     """Runs one simulation in the native core on one seed's tape."""
     n = len(pools)
     steps = config.steps
@@ -199,7 +211,7 @@ def run_core(config, profile: str, pools: list[PoolSpec], norm_fee_bps: int,
         "softmax_temperature": config.softmax_temperature,
         "arb_profit_floor": config.arb_profit_floor,
         "profile": 0 if profile == "reference" else 1, "n_strategies": n,
-        "trace_steps": trace_steps,
+        "trace_steps": trace_steps, "measure_calls": int(measure_calls),
     })
     table = ffi.new("PammPool[]", [
         {"kind": p.kind, "fee_buy_bps": p.fee_buy_bps, "fee_sell_bps": p.fee_sell_bps,
@@ -217,6 +229,7 @@ def run_core(config, profile: str, pools: list[PoolSpec], norm_fee_bps: int,
     epoch_trades = np.zeros((n, max(n_epochs, 1)), dtype=np.uint64)
     epoch_score = np.zeros((n, max(n_epochs, 1)))
     written = np.zeros(1, dtype=np.uint64)
+    call_stats = np.zeros(2, dtype=np.uint64)
     t = min(trace_steps, steps)
     trace_u64 = np.zeros((max(t, 1), n + 1, 3), dtype=np.uint64)
     trace_f64 = np.zeros((max(t, 1), n + 1, 2))
@@ -230,10 +243,12 @@ def run_core(config, profile: str, pools: list[PoolSpec], norm_fee_bps: int,
         "epochs_written": _ptr("uint64_t *", written),
         "trace_u64": _ptr("uint64_t *", trace_u64),
         "trace_f64": _ptr("double *", trace_f64),
+        "call_stats": _ptr("uint64_t *", call_stats),
     })
     code = _core().pamm_run(cfg, table, market, out)
     if code != 0:
         raise PropammError(f"scoring core rejected the run (code {code})")
     return CoreRun(final_edge, final_weight, float(norm_edge[0]), epoch_edge[:, :n_epochs],
                    epoch_trades[:, :n_epochs], epoch_score[:, :n_epochs],
-                   trace_u64[:t] if t else None, trace_f64[:t] if t else None)
+                   trace_u64[:t] if t else None, trace_f64[:t] if t else None,
+                   int(call_stats[0]), int(call_stats[1]) * 1e-9)

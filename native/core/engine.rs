@@ -39,6 +39,8 @@ pub struct PammConfig {
     pub profile: u32,
     pub n_strategies: u32,
     pub trace_steps: u64,
+    /// Non-zero: time every strategy call (for the benchmark's callback share).
+    pub measure_calls: u64,
 }
 
 /// One strategy slot: a compiled strategy (kind 0) or a built-in constant-product pool with
@@ -78,6 +80,8 @@ pub struct PammOut {
     pub epochs_written: *mut u64,
     pub trace_u64: *mut u64,
     pub trace_f64: *mut f64,
+    /// [number of strategy calls, nanoseconds inside them] (filled when measuring).
+    pub call_stats: *mut u64,
 }
 
 #[derive(Clone)]
@@ -150,6 +154,29 @@ enum Quoter {
     Cpamm { fee_buy: u32, fee_sell: u32 },
 }
 
+use std::cell::Cell;
+use std::time::Instant;
+
+thread_local! {
+    static MEASURE: Cell<bool> = const { Cell::new(false) };
+    static CALLS: Cell<u64> = const { Cell::new(0) };
+    static CALL_NS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Runs a strategy call, timing it when the benchmark asked for it.
+#[inline]
+fn timed<T>(call: impl FnOnce() -> T) -> T {
+    if !MEASURE.with(|m| m.get()) {
+        return call();
+    }
+    let start = Instant::now();
+    let out = call();
+    let ns = start.elapsed().as_nanos() as u64;
+    CALLS.with(|c| c.set(c.get() + 1));
+    CALL_NS.with(|c| c.set(c.get() + ns));
+    out
+}
+
 impl Quoter {
     fn quote(&self, is_buy: bool, input: u64, rx: u64, ry: u64, storage: &[u8; STORAGE]) -> u64 {
         match self {
@@ -160,7 +187,7 @@ impl Quoter {
                 buf[9..17].copy_from_slice(&rx.to_le_bytes());
                 buf[17..25].copy_from_slice(&ry.to_le_bytes());
                 buf[25..].copy_from_slice(storage);
-                unsafe { compute(buf.as_ptr(), buf.len()) }
+                timed(|| unsafe { compute(buf.as_ptr(), buf.len()) })
             }
             Quoter::Cpamm { fee_buy, fee_sell } => {
                 if is_buy {
@@ -174,7 +201,7 @@ impl Quoter {
 
     fn hook(&self, payload: &[u8], storage: &mut [u8; STORAGE]) {
         if let Quoter::Native { after, .. } = self {
-            unsafe { after(payload.as_ptr(), payload.len(), storage.as_mut_ptr()) }
+            timed(|| unsafe { after(payload.as_ptr(), payload.len(), storage.as_mut_ptr()) })
         }
     }
 }
@@ -590,6 +617,9 @@ pub unsafe extern "C" fn pamm_run(
             _ => return -3,
         });
     }
+    MEASURE.with(|m| m.set(cfg.measure_calls != 0));
+    CALLS.with(|c| c.set(0));
+    CALL_NS.with(|c| c.set(0));
     let steps = cfg.steps as usize;
     let fair_price = slice::from_raw_parts(market.fair_price, steps);
     let order_start = slice::from_raw_parts(market.order_start, steps + 1);
@@ -651,11 +681,15 @@ pub unsafe extern "C" fn pamm_run(
     }
     *out.normalizer_edge = sim.norm.cumulative_edge;
     *out.epochs_written = epochs_written as u64;
+    if !out.call_stats.is_null() {
+        *out.call_stats = CALLS.with(|c| c.get());
+        *out.call_stats.add(1) = CALL_NS.with(|c| c.get());
+    }
     0
 }
 
 /// ABI version of this core; the bridge refuses a cached build with another.
 #[no_mangle]
 pub extern "C" fn pamm_abi_version() -> u32 {
-    1
+    2
 }
