@@ -38,6 +38,18 @@ class TapeRow(NamedTuple):
     norm_liquidity_mult: jnp.ndarray  # f64 []
 
 
+def tape_rows(tape, config: SimConfig) -> TapeRow:
+    """The batched JAX view of a `propamm_jax.tape.Tape` (leading axis: seeds)."""
+    return TapeRow(
+        fair_price=jnp.asarray(tape.fair_prices(config.initial_price)),
+        order_start=jnp.asarray(tape.order_start - tape.order_start[:, :1]),
+        order_is_buy=jnp.asarray(tape.order_is_buy),
+        order_size=jnp.asarray(tape.order_size),
+        norm_fee_bps=jnp.asarray(tape.params.norm_fee_bps, jnp.uint64),
+        norm_liquidity_mult=jnp.asarray(tape.params.norm_liquidity_mult, jnp.float64),
+    )
+
+
 class SimState(NamedTuple):
     """Engine state of one simulation; index N (the last) is the normalizer."""
 

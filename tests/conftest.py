@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+# Keep XLA from fusing a*b+c into FMA, so the JAX reference engine can be compared bit for
+# bit. Must happen before jax is imported (the package itself never touches XLA_FLAGS).
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_max_isa=AVX").strip()
+
 import json
 from pathlib import Path
 

@@ -14,33 +14,7 @@ M32 = 0xFFFFFFFF
 M64 = 0xFFFFFFFFFFFFFFFF
 
 
-def ziggurat_tables():
-    """Marsaglia-Tsang 256-layer tables for the standard normal (R, V of Doornik 2005)."""
-    r, v, n = 3.6541528853610088, 0.00492867323399, 256
-
-    def f(x):
-        return math.exp(-x * x / 2.0)
-
-    def f_inv(y):
-        return math.sqrt(-2.0 * math.log(y))
-
-    x = [0.0] * (n + 1)
-    x[0] = v / f(r)
-    x[1] = r
-    for i in range(2, n):
-        x[i] = f_inv(v / x[i - 1] + f(x[i - 1]))
-    x[n] = 0.0
-    # The published tables are printed with 18 digits after the decimal point; parsing that
-    # text back is what the reference compiles, so round the same way.
-    fixed = lambda v: float("%.18f" % v)
-    fs = [fixed(f(v)) for v in x]
-    # The published table was generated with a libm whose exp differs from glibc's by one
-    # ulp at this entry; the reference compiles the published value.
-    fs[94] = 0.206405406398679298
-    return r, [fixed(v) for v in x], fs
-
-
-ZIG_R, ZIG_X, ZIG_F = ziggurat_tables()
+from propamm_jax.ziggurat import ZIG_F, ZIG_R, ZIG_X  # noqa: E402  (shared data, checked by the golden tests)
 
 
 def _rotl(v, c):
