@@ -20,11 +20,12 @@ import numpy as np
 from jax import lax
 
 from propamm_jax.config import SimConfig
+from propamm_jax.errors import PropammError
 from propamm_jax.pools.base import EpochObs, TradeObs
 from propamm_jax.solvers.reference import SCALE_F, arbitrage, route
 from propamm_jax.u64 import f64_to_u64, normalizer_quote, u64_to_f64
 
-U64_MAX = jnp.uint64(2**64 - 1)
+U64_MAX = np.uint64(2**64 - 1)
 
 
 class TapeRow(NamedTuple):
@@ -64,6 +65,13 @@ class SimState(NamedTuple):
     log_trades: jnp.ndarray    # [N, E]
     log_score: jnp.ndarray     # [N, E]
     n_epochs: jnp.ndarray
+
+
+def require_x64() -> None:
+    """Engines work in u64/f64; refuse to run silently truncated to 32 bits."""
+    if not jax.config.jax_enable_x64:
+        raise PropammError("the engine needs 64-bit JAX: call "
+                           "jax.config.update('jax_enable_x64', True) before using it")
 
 
 def _sat_add(a, b):
@@ -112,7 +120,11 @@ def _glibc_exp(x):
 
 def simulate_reference(pools: Sequence[Any], params: Sequence[Any], config: SimConfig,
                        profile: str, tape: TapeRow, trace_steps: int = 0):
-    """One simulation on the reference solvers. Returns (final SimState, trace or None)."""
+    """One simulation on the reference solvers. Returns (final SimState, trace or None).
+
+    Needs 64-bit JAX (`jax.config.update("jax_enable_x64", True)`), since reserves are u64.
+    """
+    require_x64()
     corrected = profile == "corrected"
     n = len(pools)
     steps, epoch_len = config.steps, config.epoch_len

@@ -6,6 +6,7 @@ conftest.py sets XLA_FLAGS before jax is imported so that XLA does not fuse a*b+
 from __future__ import annotations
 
 import jax
+
 import numpy as np
 import pytest
 
@@ -21,8 +22,11 @@ from propamm_jax.tape import make_tape
 
 @pytest.fixture(autouse=True)
 def x64():
-    with jax.experimental.enable_x64():
-        yield
+    # Global, not the thread-local context manager: host callbacks run on other threads.
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", previous)
 
 
 @pytest.mark.parametrize("profile", ["reference", "corrected"])
