@@ -19,6 +19,7 @@ from pathlib import Path
 from propamm_jax.errors import PropammError
 
 RUSTC_FLAGS = ("--edition", "2021", "--crate-type", "cdylib", "-O")
+CORE_FLAGS = ("-C", "opt-level=3", "-C", "codegen-units=1")  # the scoring core only
 
 
 def cache_dir() -> Path:
@@ -83,7 +84,7 @@ def core_library() -> Path:
     """The scoring core (`native/core/engine.rs`), compiled on first use and cached."""
     src = resources.files("propamm_jax.native").joinpath("core", "engine.rs")
     with resources.as_file(src) as path:
-        return compile_rust(Path(path))
+        return compile_rust(Path(path), CORE_FLAGS)
 
 
 def starter_strategies() -> list[Path]:

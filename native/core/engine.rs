@@ -303,13 +303,20 @@ fn route<Q: Fn(usize, bool, u64) -> u64>(
         (o2 - o1) / delta
     };
     let tiny = 1.0 / SCALE_F;
+    let max_in: Vec<f64> = reserves
+        .iter()
+        .map(|&(rx, ry)| if is_buy { ry as f64 * 0.9 / SCALE_F } else { rx as f64 * 0.9 / SCALE_F })
+        .collect();
+    // The reference re-evaluates these two marginals on every call of `absorb`; quotes are
+    // pure functions of the payload (`propamm validate` checks it), so evaluate them once.
+    let m_tiny: Vec<f64> = (0..n).map(|i| marginal(i, tiny)).collect();
+    let m_cap: Vec<f64> = (0..n).map(|i| marginal(i, max_in[i])).collect();
     let absorb = |i: usize, lambda: f64| -> f64 {
-        let (rx, ry) = reserves[i];
-        let max_in = if is_buy { ry as f64 * 0.9 / SCALE_F } else { rx as f64 * 0.9 / SCALE_F };
-        if marginal(i, tiny) < lambda {
+        let max_in = max_in[i];
+        if m_tiny[i] < lambda {
             return 0.0;
         }
-        if marginal(i, max_in) >= lambda {
+        if m_cap[i] >= lambda {
             return max_in;
         }
         let (mut lo, mut hi) = (0.0f64, max_in);
@@ -322,7 +329,7 @@ fn route<Q: Fn(usize, bool, u64) -> u64>(
         }
         0.5 * (lo + hi)
     };
-    let lambda_max = (0..n).map(|i| marginal(i, tiny)).fold(0.0f64, f64::max);
+    let lambda_max = m_tiny.iter().cloned().fold(0.0f64, f64::max);
     let (mut lo, mut hi) = (0.0f64, lambda_max * 1.5);
     for _ in 0..80 {
         let mid = 0.5 * (lo + hi);
