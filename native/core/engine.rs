@@ -266,12 +266,23 @@ fn arbitrage<Q: Fn(bool, u64) -> u64>(
     };
     let reserve_in = if is_buy { ry as f64 } else { rx as f64 };
     let max_in = if bracket_scaled { reserve_in * 0.9 } else { reserve_in * 0.9 / SCALE_F };
+    // The reference's strategy bracket is 1e9 times too wide, so most of its probes saturate
+    // at u64::MAX: remember the last quote (quotes are pure functions of the payload).
+    let last = std::cell::Cell::new((0u64, 0u64));
     let profit = |input: f64| -> f64 {
         let input_scaled = (input * SCALE_F) as u64;
         if input_scaled == 0 {
             return 0.0;
         }
-        let out = quote(is_buy, input_scaled) as f64 / SCALE_F;
+        let (seen, seen_out) = last.get();
+        let out = if seen == input_scaled && seen != 0 {
+            seen_out
+        } else {
+            let o = quote(is_buy, input_scaled);
+            last.set((input_scaled, o));
+            o
+        };
+        let out = out as f64 / SCALE_F;
         if is_buy { out * fair - input } else { out - input * fair }
     };
     let (best_in, best_profit) = golden_section_max(profit, 0.0, max_in, profile);
