@@ -148,8 +148,8 @@ def _worker(request: ScoreRequest, tasks, results) -> None:
             results.put(("done", index, (record, trace)))
 
 
-def _blocks(seeds: list[int], workers: int, max_block: int = 32) -> list[list[tuple[int, int]]]:
-    """Blocks of (index, seed): big enough that the per-step tape loop is amortised."""
+def _blocks(seeds: list[int], workers: int, max_block: int = 8) -> list[list[tuple[int, int]]]:
+    """Blocks of (index, seed), small enough to balance the workers (tape cost is per seed)."""
     per_worker = -(-len(seeds) // workers)
     size = max(1, min(max_block, per_worker))
     indexed = list(enumerate(seeds))
