@@ -11,6 +11,9 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import re
+import signal
+import tempfile
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,8 +120,14 @@ def _abi_problem(libraries: list[str], labels: list[str]) -> str | None:
     return None
 
 
-def _worker(request: ScoreRequest, tasks, results) -> None:
-    """Worker process: load strategies once, then score blocks of seeds until told to stop."""
+def _worker(request: ScoreRequest, tasks, results, stderr_path: str) -> None:
+    """Worker process: load strategies once, then score blocks of seeds until told to stop.
+
+    Its stderr goes to `stderr_path`, so a strategy's panic message reaches the failure
+    report instead of the user's terminal.
+    """
+    fd = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(fd, 2)
     from propamm_jax.native.bridge import NativeStrategy, PoolSpec, run_core
     from propamm_jax.tape import make_tape
 
@@ -127,9 +136,11 @@ def _worker(request: ScoreRequest, tasks, results) -> None:
     names = [s.name for s in strategies]
     config = request.config
     while True:
-        block = tasks.get()
-        if block is None:
+        task = tasks.get()
+        if task is None:
             return
+        block_id, block = task
+        results.put(("take", block_id, os.getpid()))
         seeds = [seed for _, seed in block]
         tape = make_tape(seeds, config.steps)
         fair = tape.fair_prices(config.initial_price)
@@ -156,70 +167,119 @@ def _blocks(seeds: list[int], workers: int, max_block: int = 8) -> list[list[tup
     return [indexed[i : i + size] for i in range(0, len(indexed), size)]
 
 
+def _crash_reason(exitcode: int, stderr_path: str, labels: tuple[str, ...]) -> tuple[str | None, str]:
+    """(strategy label or None, 'SIGABRT: panicked at file.rs:30:9: message') for a dead worker.
+
+    A Rust panic names the source file it came from, which identifies the strategy.
+    """
+    kind = f"exit code {exitcode}"
+    if exitcode < 0:
+        try:
+            kind = signal.Signals(-exitcode).name
+        except ValueError:
+            kind = f"signal {-exitcode}"
+    try:
+        text = Path(stderr_path).read_text(errors="replace")
+    except OSError:
+        text = ""
+    match = re.search(r"panicked at (?:\S*/)?([^/\s]+\.rs):(\d+):\d+:\s*\n?(.*)", text)
+    if not match:
+        return None, kind
+    source, line, message = match.groups()
+    strategy = next((lbl for lbl in labels if Path(lbl).stem == Path(source).stem), None)
+    return strategy, f"{kind}: panicked at {source}:{line}: {message.strip()}"[:300]
+
+
+class _Pool:
+    """Worker processes fed from one task queue; dead workers are replaced."""
+
+    def __init__(self, request: ScoreRequest, workers: int, tmpdir: str):
+        self.ctx = mp.get_context("spawn")
+        self.tasks = self.ctx.Queue()
+        self.results = self.ctx.Queue()
+        self.request = request
+        self.tmpdir = tmpdir
+        self.procs: dict[int, tuple] = {}  # pid -> (process, stderr path)
+        self.spawned = 0
+        for _ in range(workers):
+            self.spawn()
+
+    def spawn(self) -> None:
+        path = os.path.join(self.tmpdir, f"worker{self.spawned}.stderr")
+        self.spawned += 1
+        proc = self.ctx.Process(target=_worker, args=(self.request, self.tasks, self.results, path),
+                                daemon=True)
+        proc.start()
+        self.procs[proc.pid] = (proc, path)
+
+    def dead(self) -> list[tuple[int, int, str]]:
+        """(pid, exit code, stderr path) of workers that died, removed from the pool."""
+        out = []
+        for pid, (proc, path) in list(self.procs.items()):
+            if not proc.is_alive() and proc.exitcode not in (None, 0):
+                out.append((pid, proc.exitcode, path))
+                del self.procs[pid]
+        return out
+
+    def close(self) -> None:
+        for proc, _ in self.procs.values():
+            if proc.is_alive():
+                proc.terminate()
+        for proc, _ in self.procs.values():
+            proc.join(timeout=5)
+
+
 def run_simulations(request: ScoreRequest, seeds: list[int], workers: int,
                     on_result: Callable[[int, dict, dict | None], None],
                     on_progress: Callable[[int], None] | None = None) -> list[Failure]:
     """Scores `seeds` in `workers` processes, calling `on_result(index, record, trace)` for
-    each finished simulation as it arrives. Returns the simulations that failed."""
-    ctx = mp.get_context("spawn")
-    tasks = ctx.Queue()
-    results = ctx.Queue()
-    blocks = _blocks(seeds, workers)
-    for block in blocks:
-        tasks.put(block)
-    n_workers = min(workers, len(blocks))
-    for _ in range(n_workers):
-        tasks.put(None)
-    procs = [ctx.Process(target=_worker, args=(request, tasks, results), daemon=True)
-             for _ in range(n_workers)]
-    for p in procs:
-        p.start()
+    each finished simulation as it arrives. A simulation whose worker dies is reported as a
+    failure; the worker is replaced and every other simulation still runs. Returns failures."""
+    blocks = dict(enumerate(_blocks(seeds, workers)))
     pending = set(range(len(seeds)))
+    started: set[int] = set()
     running: dict[int, int] = {}  # pid -> index being simulated
+    taken: dict[int, int] = {}    # pid -> block being worked on
     failures: list[Failure] = []
-    try:
-        while pending:
-            try:
-                kind, index, payload = results.get(timeout=0.5)
-            except queue.Empty:
-                dead = [p for p in procs if not p.is_alive() and p.exitcode not in (None, 0)]
-                if dead or all(not p.is_alive() for p in procs):
-                    failures.extend(_collect_dead(procs, running, pending, seeds, request))
-                    procs = [p for p in procs if p.is_alive()]
-                    if not procs:
-                        break
-                continue
-            if kind == "start":
-                running[payload] = index
-            else:
-                pending.discard(index)
-                on_result(index, *payload)
-                if on_progress:
-                    on_progress(1)
-    finally:
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-        for p in procs:
-            p.join(timeout=5)
-    return failures
-
-
-def _collect_dead(procs, running, pending, seeds, request) -> list[Failure]:
-    """Turns crashed workers into failures for the simulation each was running."""
-    failures = []
-    for p in procs:
-        if p.is_alive() or p.exitcode == 0:
-            continue
-        index = running.pop(p.pid, None)
-        if index is not None and index in pending:
-            pending.discard(index)
-            failures.append(Failure(seeds[index], None, "crash",
-                                    f"worker exited with code {p.exitcode}"))
-    if all(not p.is_alive() for p in procs):
-        for index in sorted(pending):
-            failures.append(Failure(seeds[index], None, "not run", "all workers stopped"))
-        pending.clear()
+    with tempfile.TemporaryDirectory(prefix="propamm-") as tmpdir:
+        pool = _Pool(request, min(workers, len(blocks)), tmpdir)
+        for block_id, block in blocks.items():
+            pool.tasks.put((block_id, block))
+        try:
+            while pending:
+                try:
+                    kind, key, payload = pool.results.get(timeout=0.2)
+                except queue.Empty:
+                    for pid, code, path in pool.dead():
+                        index = running.pop(pid, None)
+                        if index is not None and index in pending:
+                            pending.discard(index)
+                            who, reason = _crash_reason(code, path, request.labels)
+                            failures.append(Failure(seeds[index], who, "crash", reason))
+                            if on_progress:
+                                on_progress(1)
+                        # The rest of the dead worker's block goes back in the queue.
+                        block = blocks.get(taken.pop(pid, -1), [])
+                        rest = [(i, s) for i, s in block if i in pending and i not in started]
+                        if rest:
+                            blocks[len(blocks)] = rest
+                            pool.tasks.put((len(blocks) - 1, rest))
+                        pool.spawn()
+                    continue
+                if kind == "take":
+                    taken[payload] = key
+                elif kind == "start":
+                    running[payload] = key
+                    started.add(key)
+                else:
+                    pending.discard(key)
+                    on_result(key, *payload)
+                    if on_progress:
+                        on_progress(1)
+        finally:
+            for _ in pool.procs:
+                pool.tasks.put(None)
+            pool.close()
     return failures
 
 
