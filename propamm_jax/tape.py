@@ -10,7 +10,8 @@ rejection test), Knuth's Poisson (count + 1 uniforms), the order side (one u64).
 stream is cut into u64s and each quantity is computed at *every* stream position at once,
 vectorized ("what would a normal starting here be, and how long is it?"); a short scalar pass
 then walks the steps, picking the values at the positions actually reached. exp and ln are
-glibc's (Python's `math`), as in the reference.
+glibc's (Python's `math`) where the engine calls std, and the `libm` crate's (`musl_math`)
+inside rand_distr, exactly as the reference build links them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Iterable, NamedTuple
 
 import numpy as np
 
+from propamm_jax import musl_math
 from propamm_jax.chacha import keystream, pcg32_keys
 from propamm_jax.ziggurat import ZIG_F, ZIG_R, ZIG_X
 
@@ -170,7 +172,8 @@ def _normals(d: np.ndarray) -> tuple[list, list]:
             length[k] = -1
             continue
         xk = float(x[k])
-        if ZIG_F[ik + 1] + (ZIG_F[ik] - ZIG_F[ik + 1]) * float(unif[k + 1]) < math.exp(-xk * xk / 2.0):
+        density = float(musl_math.exp(-xk * xk / 2.0))
+        if ZIG_F[ik + 1] + (ZIG_F[ik] - ZIG_F[ik + 1]) * float(unif[k + 1]) < density:
             length[k] = 2
         else:
             pending.append(k)
@@ -191,15 +194,15 @@ def _zero_case(d: np.ndarray, k: int, u: float) -> tuple[int, float]:
     while -2.0 * y < x * x:
         if j + 1 >= len(d):
             return -1, 0.0
-        x = math.log(_open01(int(d[j]))) / ZIG_R
-        y = math.log(_open01(int(d[j + 1])))
+        x = musl_math.log(_open01(int(d[j]))) / ZIG_R
+        y = musl_math.log(_open01(int(d[j + 1])))
         j += 2
     return j - k, (x - ZIG_R if u < 0.0 else ZIG_R - x)
 
 
 def _poisson_counts(d: np.ndarray, lam: float) -> list:
     """For each position k: the Knuth Poisson count drawn from d[k:] (-1 if cut off)."""
-    threshold = math.exp(-lam)
+    threshold = float(musl_math.exp(-lam))
     unif = (d >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
     n = len(d)
     p = np.ones(n)
@@ -288,8 +291,7 @@ def make_tape(seeds: Iterable[int], steps: int) -> Tape:
         exponent = (-0.5 * sigma) * sigma + sigma * zs  # separate ufuncs: never fused
         factors.append(np.fromiter(map(math.exp, exponent.tolist()), np.float64, steps))
         mu = math.log(size_mean) - 0.5 * _SIGMA_LN * _SIGMA_LN
-        sizes.append(np.fromiter(map(math.exp, (mu + _SIGMA_LN * np.asarray(order_z)).tolist()),
-                                 np.float64, len(order_z)))
+        sizes.append(musl_math.exp(mu + _SIGMA_LN * np.asarray(order_z, dtype=np.float64)))
         sides.append(np.asarray(side, dtype=bool))
         starts.append(np.concatenate([[0], np.cumsum(counts)]))
     width = max(1, max(len(s) for s in sizes))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import struct
 
+from propamm_jax import musl_math
+
 M32 = 0xFFFFFFFF
 M64 = 0xFFFFFFFFFFFFFFFF
 
@@ -113,14 +115,14 @@ class ChaCha8:
             if i == 0:
                 xx, yy = 1.0, 0.0
                 while -2.0 * yy < xx * xx:
-                    xx = math.log(self.open01()) / ZIG_R
-                    yy = math.log(self.open01())
+                    xx = musl_math.log(self.open01()) / ZIG_R
+                    yy = musl_math.log(self.open01())
                 return xx - ZIG_R if u < 0.0 else ZIG_R - xx
-            if ZIG_F[i + 1] + (ZIG_F[i] - ZIG_F[i + 1]) * self.f64() < math.exp(-x * x / 2.0):
+            if ZIG_F[i + 1] + (ZIG_F[i] - ZIG_F[i + 1]) * self.f64() < float(musl_math.exp(-x * x / 2.0)):
                 return x
 
     def poisson_small(self, lam):
-        exp_lambda = math.exp(-lam)
+        exp_lambda = float(musl_math.exp(-lam))
         result, p = 0.0, 1.0
         while p > exp_lambda:
             p = p * self.f64()
@@ -146,6 +148,6 @@ def scalar_tape(seed: int, steps: int, p0: float = 100.0):
         step_orders = []
         for _ in range(count):
             is_buy = rng.bool_half()
-            step_orders.append((is_buy, math.exp(mu + 1.2 * rng.standard_normal())))
+            step_orders.append((is_buy, float(musl_math.exp(mu + 1.2 * rng.standard_normal()))))
         orders.append(step_orders)
     return (sigma, lam, osm, fee, liq), prices, orders
