@@ -17,6 +17,66 @@ FIXTURES = Path(__file__).parent / "fixtures"
 GOLDEN = FIXTURES / "golden"
 STRATEGIES = FIXTURES / "strategies"
 GOLDEN_FILES = sorted(p.name for p in GOLDEN.glob("*.json"))
+PARITY = FIXTURES / "parity"
+PARITY_FILES = sorted(p.name for p in PARITY.glob("*.json"))
+STARTERS = Path(__file__).parents[1] / "native" / "strategies"
+
+
+def strategy_path(name: str) -> Path:
+    """A strategy file named in a results file: a reference fixture or a starter."""
+    for folder in (STRATEGIES, STARTERS):
+        if (folder / name).exists():
+            return folder / name
+    raise FileNotFoundError(name)
+
+
+def score_like(expected: dict):
+    """Scores with the strategies, seeds, config, profile and traces of a results file."""
+    from propamm_jax.config import SimConfig
+    from propamm_jax.scoring import score
+
+    traces = expected.get("traces", [])
+    return score([strategy_path(n) for n in expected["strategies"]],
+                 config=SimConfig.from_json(expected["config"]),
+                 seeds=[s["seed"] for s in expected["sims"]], profile=expected["engine"],
+                 trace_seeds=[t["seed"] for t in traces],
+                 trace_steps=len(traces[0]["steps"]) if traces else 0, progress=False)
+
+
+def first_difference(ours, theirs, path: str = "") -> str | None:
+    """Where two results differ first (exact comparison, floats with ==), or None."""
+    if isinstance(theirs, dict):
+        for key in theirs:
+            if key not in ours:
+                return f"{path}.{key} missing"
+            diff = first_difference(ours[key], theirs[key], f"{path}.{key}")
+            if diff:
+                return diff
+        return None
+    if isinstance(theirs, list):
+        if len(ours) != len(theirs):
+            return f"{path}: length {len(ours)} != {len(theirs)}"
+        for i, (a, b) in enumerate(zip(ours, theirs)):
+            diff = first_difference(a, b, f"{path}[{i}]")
+            if diff:
+                return diff
+        return None
+    if type(ours) is not type(theirs) or ours != theirs:
+        return f"{path}: {ours!r} != {theirs!r}"
+    return None
+
+
+def assert_identical(expected: dict) -> None:
+    """Scores like `expected` and requires every field of every simulation to be equal."""
+    result = score_like(expected)
+    assert not result.failures, [f.line() for f in result.failures]
+    ours = result.results.to_json()
+    assert ours["engine"] == expected["engine"]
+    assert ours["config"] == expected["config"]
+    diff = first_difference(ours["sims"], expected["sims"], "sims")
+    assert diff is None, diff
+    diff = first_difference(ours.get("traces", []), expected.get("traces", []), "traces")
+    assert diff is None, diff
 
 
 def load_golden(name: str) -> dict:
