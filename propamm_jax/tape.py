@@ -162,21 +162,17 @@ def _normals(d: np.ndarray) -> tuple[list, list]:
     value = x.copy()
     slow = np.flatnonzero(length == 0)
     unif = (d >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
-    pending = []
-    for k in slow.tolist():
-        ik = int(i[k])
-        if ik == 0:
-            length[k], value[k] = _zero_case(d, k, float(u[k]))
-            continue
-        if k + 1 >= n:
-            length[k] = -1
-            continue
-        xk = float(x[k])
-        density = float(musl_math.exp(-xk * xk / 2.0))
-        if ZIG_F[ik + 1] + (ZIG_F[ik] - ZIG_F[ik + 1]) * float(unif[k + 1]) < density:
-            length[k] = 2
-        else:
-            pending.append(k)
+    layer0 = slow[i[slow] == 0]
+    for k in layer0.tolist():
+        length[k], value[k] = _zero_case(d, k, float(u[k]))
+    test = slow[(i[slow] != 0) & (slow + 1 < n)]
+    cut = slow[(i[slow] != 0) & (slow + 1 >= n)]
+    length[cut] = -1
+    xs, it = x[test], i[test]
+    density = musl_math.exp(-xs * xs / 2.0)
+    accept = ZIG_F[it + 1] + (ZIG_F[it] - ZIG_F[it + 1]) * unif[test + 1] < density
+    length[test[accept]] = 2
+    pending = test[~accept].tolist()
     # A rejection restarts the draw two positions later. Resolve chains right to left.
     for k in sorted(pending, reverse=True):
         nxt = k + 2
