@@ -190,6 +190,14 @@ def _crash_reason(exitcode: int, stderr_path: str, labels: tuple[str, ...]) -> t
     return strategy, f"{kind}: panicked at {source}:{line}: {message.strip()}"[:300]
 
 
+def _last_line(path: str) -> str:
+    try:
+        lines = [ln.strip() for ln in Path(path).read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "no output"
+    return lines[-1][:200] if lines else "no output"
+
+
 class _Pool:
     """Worker processes fed from one task queue; dead workers are replaced."""
 
@@ -241,6 +249,7 @@ def run_simulations(request: ScoreRequest, seeds: list[int], workers: int,
     running: dict[int, int] = {}  # pid -> index being simulated
     taken: dict[int, int] = {}    # pid -> block being worked on
     failures: list[Failure] = []
+    startup_failures = 0
     with tempfile.TemporaryDirectory(prefix="propamm-") as tmpdir:
         pool = _Pool(request, min(workers, len(blocks)), tmpdir)
         for block_id, block in blocks.items():
@@ -251,6 +260,13 @@ def run_simulations(request: ScoreRequest, seeds: list[int], workers: int,
                     kind, key, payload = pool.results.get(timeout=0.2)
                 except queue.Empty:
                     for pid, code, path in pool.dead():
+                        if pid not in taken:
+                            startup_failures += 1
+                            if startup_failures > workers:
+                                raise PropammError(
+                                    "scoring workers fail to start: " + _last_line(path) +
+                                    " (a script that calls score() needs an "
+                                    "`if __name__ == '__main__':` guard)")
                         index = running.pop(pid, None)
                         if index is not None and index in pending:
                             pending.discard(index)

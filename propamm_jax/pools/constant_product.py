@@ -45,3 +45,9 @@ class ConstantProduct:
 
     def on_epoch(self, params: CPParams, state, obs: EpochObs):
         return state
+
+    def fast_on_trade(self, params: CPParams, state, obs):
+        return state
+
+    def fast_on_epoch(self, params: CPParams, state, obs):
+        return state

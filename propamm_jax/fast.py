@@ -1,0 +1,281 @@
+"""The fast path: thousands of simulations of constant-product-family pools as one program.
+
+Reserves are continuous (unscaled f64: 1.0 = one unit) and the solvers are closed forms
+(`solvers/closed_form.py`), so a step is a few dozen vector operations and everything is
+differentiable with respect to fees and policy parameters.
+
+Orders are not padded per step. Each simulation becomes a sequence of *events*, one per order
+(or one per step without orders); the first event of a step also moves the price and runs the
+arbitrage, the last one closes the epoch. A seed with T steps and K orders has about
+T * P(no order) + K events, and the scan runs over the longest sequence in the batch.
+
+Profiles:
+- `corrected`: optimal arbitrage against the fair price (above a 0.01 Y profit floor) and the
+  exact equimarginal split of every order.
+- `reference`: what the published solvers amount to for this family. The arbitrage searches in
+  the wrong direction and never trades. The router's shadow price collapses to zero, so an
+  order is split pro rata to the pools' input-side reserves, except a sell order too large for
+  the first bisection probe (at 0.75 of the best marginal at zero), which the published router
+  drives to a price no pool accepts: it is dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from propamm_jax.config import SimConfig
+from propamm_jax.solvers.closed_form import cpamm_out, equimarginal_split, optimal_arbitrage
+
+SCALE_F = 1e9
+
+
+class Events(NamedTuple):
+    """Per-simulation event sequences (leading axis: simulations, then events)."""
+
+    step: jnp.ndarray      # int32: the step this event belongs to
+    first: jnp.ndarray     # bool: first event of its step (price move + arbitrage)
+    order: jnp.ndarray     # bool: carries a retail order
+    last: jnp.ndarray      # bool: last event of its step (epoch boundary check)
+    is_buy: jnp.ndarray    # bool: the order buys X
+    size: jnp.ndarray      # order size in Y
+
+
+class Market(NamedTuple):
+    """Per-simulation inputs besides the events."""
+
+    fair_price: jnp.ndarray         # [T]
+    norm_fee: jnp.ndarray           # fraction
+    norm_liquidity_mult: jnp.ndarray
+
+
+class FastObs(NamedTuple):
+    """What a pool sees after one of its trades (the after-swap payload, in float units)."""
+
+    active: jnp.ndarray
+    is_buy: jnp.ndarray
+    amount_in: jnp.ndarray
+    amount_out: jnp.ndarray
+    reserve_x: jnp.ndarray
+    reserve_y: jnp.ndarray
+    step: jnp.ndarray
+    epoch_step: jnp.ndarray
+    epoch_number: jnp.ndarray
+    flow: jnp.ndarray
+    capital_weight: jnp.ndarray
+    competitor_prices: jnp.ndarray  # [8], NaN where unused
+
+
+class FastEpochObs(NamedTuple):
+    active: jnp.ndarray
+    epoch_number: jnp.ndarray
+    reserve_x: jnp.ndarray
+    reserve_y: jnp.ndarray
+    epoch_edge: jnp.ndarray
+    cumulative_edge: jnp.ndarray
+    capital_weight: jnp.ndarray
+
+
+class FastState(NamedTuple):
+    rx: jnp.ndarray               # [N+1], normalizer last
+    ry: jnp.ndarray
+    cumulative_edge: jnp.ndarray  # [N+1]
+    epoch_edge: jnp.ndarray
+    epoch_trades: jnp.ndarray
+    capital_weight: jnp.ndarray   # [N]
+    pool_states: tuple
+    log_edge: jnp.ndarray         # [N, E]
+    log_trades: jnp.ndarray
+    log_score: jnp.ndarray
+    n_epochs: jnp.ndarray
+
+
+def build_events(tape, dtype=np.float64) -> Events:
+    """Event sequences for every seed of a `Tape`, padded to the longest one with no-ops."""
+    counts = tape.order_count
+    per_step = np.maximum(counts, 1)
+    lengths = per_step.sum(axis=1)
+    width = int(lengths.max())
+    s = len(tape.seeds)
+    out = {k: np.zeros((s, width), bool) for k in ("first", "order", "last", "is_buy")}
+    step = np.full((s, width), counts.shape[1] - 1, np.int32)
+    size = np.zeros((s, width), dtype)
+    for row in range(s):
+        n = int(lengths[row])
+        steps = np.repeat(np.arange(counts.shape[1], dtype=np.int32), per_step[row])
+        ends = np.cumsum(per_step[row])
+        starts = ends - per_step[row]
+        step[row, :n] = steps
+        out["first"][row, starts] = True
+        out["last"][row, ends - 1] = True
+        has = counts[row][steps] > 0
+        out["order"][row, :n] = has
+        n_orders = int(tape.order_start[row, -1] - tape.order_start[row, 0])
+        out["is_buy"][row, :n][has] = tape.order_is_buy[row, :n_orders]
+        size[row, :n][has] = tape.order_size[row, :n_orders]
+    return Events(jnp.asarray(step), jnp.asarray(out["first"]), jnp.asarray(out["order"]),
+                  jnp.asarray(out["last"]), jnp.asarray(out["is_buy"]), jnp.asarray(size))
+
+
+def build_market(tape, config: SimConfig, dtype=np.float64) -> Market:
+    return Market(jnp.asarray(tape.fair_prices(config.initial_price), dtype),
+                  jnp.asarray(tape.params.norm_fee_bps / 10_000.0, dtype),
+                  jnp.asarray(tape.params.norm_liquidity_mult, dtype))
+
+
+def _competitors(spot, i: int, n: int):
+    others = [j for j in range(n) if j != i][:8]
+    if len(others) < 8:
+        others.append(n)
+    nan = jnp.full((), jnp.nan, spot.dtype)
+    return jnp.stack([spot[j] for j in others] + [nan] * (8 - len(others)))
+
+
+def _reference_split(total, r_in, r_out, gamma, spot_floor, is_sell):
+    """The published router on constant-product pools: pro rata, or nothing for a sell order
+    larger than what the pools absorb at 0.75 x the best marginal at zero.
+
+    The router's marginal at zero quotes 1 and 2 nano-units: for a sell that is the spot
+    truncated to an integer (fees vanish in the rounding), for a buy it is 0, so a buy is
+    always split pro rata.
+    """
+    pro_rata = total * r_in / jnp.sum(r_in)
+    lam = 0.75 * jnp.max(spot_floor)
+    safe_lam = jnp.maximum(lam, 1e-300)
+    absorb = (jnp.sqrt(gamma * r_out * r_in / safe_lam) - r_in) / gamma
+    absorb = jnp.where(spot_floor < lam, 0.0, jnp.clip(absorb, 0.0, 0.9 * r_in))
+    dropped = is_sell & (lam > 0.0) & (total >= jnp.sum(absorb))
+    return jnp.where(dropped, 0.0, pro_rata)
+
+
+def simulate_fast(pools: Sequence[Any], params: Sequence[Any], config: SimConfig, profile: str,
+                  market: Market, events: Events) -> FastState:
+    """One simulation on the closed-form solvers (vmap over seeds and parameters)."""
+    corrected = profile == "corrected"
+    n = len(pools)
+    dtype = market.fair_price.dtype
+    epoch_len, steps = config.epoch_len, config.steps
+    n_epochs = max((steps - 1) // epoch_len, 1)
+    floor = config.arb_profit_floor
+
+    def fees(s: FastState):
+        buy, sell = [], []
+        for i in range(n):
+            fb, fs = pools[i].fees(params[i], s.pool_states[i])
+            buy.append(fb)
+            sell.append(fs)
+        buy.append(market.norm_fee)
+        sell.append(market.norm_fee)
+        return 1.0 - jnp.stack(buy).astype(dtype), 1.0 - jnp.stack(sell).astype(dtype)
+
+    def book(s: FastState, active, is_buy, a_in, a_out, fair):
+        """Vector version of the reference's accrue_edge + apply (all pools at once)."""
+        ax = jnp.where(is_buy, a_out, a_in)
+        ay = jnp.where(is_buy, a_in, a_out)
+        edge = jnp.where(is_buy, ay - ax * fair, ax * fair - ay)
+        edge = jnp.where(active, edge, 0.0)
+        rx = jnp.where(active, jnp.where(is_buy, s.rx - a_out, s.rx + a_in), s.rx)
+        ry = jnp.where(active, jnp.where(is_buy, s.ry + a_in, s.ry - a_out), s.ry)
+        return s._replace(rx=rx, ry=ry, cumulative_edge=s.cumulative_edge + edge,
+                          epoch_edge=s.epoch_edge + edge,
+                          epoch_trades=s.epoch_trades + active.astype(s.epoch_trades.dtype))
+
+    def notify(s: FastState, active, is_buy, a_in, a_out, step, flow):
+        spot = s.ry / s.rx
+        states = list(s.pool_states)
+        for i in range(n):
+            obs = FastObs(active=active[i], is_buy=jnp.broadcast_to(is_buy, active.shape)[i],
+                          amount_in=a_in[i], amount_out=a_out[i], reserve_x=s.rx[i],
+                          reserve_y=s.ry[i], step=step, epoch_step=step % epoch_len,
+                          epoch_number=step // epoch_len, flow=flow[i],
+                          capital_weight=s.capital_weight[i],
+                          competitor_prices=_competitors(spot, i, n))
+            states[i] = pools[i].fast_on_trade(params[i], states[i], obs)
+        return s._replace(pool_states=tuple(states))
+
+    def arbitrage(s: FastState, fair, step, go):
+        if not corrected:
+            return s  # the published arbitrage never trades on this family (see module doc)
+        gb, gs = fees(s)
+        buy, a_in, a_out, profit = optimal_arbitrage(s.rx, s.ry, fair, gb, gs)
+        r_in = jnp.where(buy, s.ry, s.rx)
+        capped = a_in > 0.9 * r_in
+        a_in = jnp.where(capped, 0.9 * r_in, a_in)
+        a_out = jnp.where(capped, jnp.where(buy, cpamm_out(a_in, s.ry, s.rx, gb),
+                                            cpamm_out(a_in, s.rx, s.ry, gs)), a_out)
+        profit = jnp.where(buy, fair * a_out - a_in, a_out - fair * a_in)
+        active = go & (profit >= floor) & (a_in > 0.0)
+        s = book(s, active, buy, a_in, a_out, fair)
+        return notify(s, active[:n], buy[:n], a_in[:n], a_out[:n], step, jnp.zeros(n, dtype))
+
+    def retail(s: FastState, ev_is_buy, size, fair, step, go):
+        gb, gs = fees(s)
+        gamma = jnp.where(ev_is_buy, gb, gs)
+        r_in = jnp.where(ev_is_buy, s.ry, s.rx)
+        r_out = jnp.where(ev_is_buy, s.rx, s.ry)
+        total = jnp.where(ev_is_buy, size, size / fair)
+        if corrected:
+            split = equimarginal_split(total, r_in, r_out, gamma)
+        else:
+            spot_floor = jnp.floor(s.ry / s.rx)
+            split = _reference_split(total, r_in, r_out, gamma, spot_floor, ~ev_is_buy)
+        out = cpamm_out(split, r_in, r_out, gamma)
+        active = go & (split > 0.0)
+        s = book(s, active, ev_is_buy, split, out, fair)
+        flow = split / jnp.maximum(total, 1e-9)
+        return notify(s, active[:n], ev_is_buy, split[:n], out[:n], step, flow[:n])
+
+    def rebalance(s: FastState, go, step):
+        edge = s.epoch_edge[:n]
+        score = edge - config.lam * jnp.maximum(0.0, -edge)
+        spread = jnp.maximum((jnp.max(score) - jnp.min(score)) / 40.0, 1.0)
+        w = jax.nn.softmax(score / (config.softmax_temperature * spread))
+        floor_total = config.min_capital_weight * n
+        if config.min_capital_weight > 0.0 and floor_total < 1.0:
+            w = config.min_capital_weight + (1.0 - floor_total) * w
+        w = w / jnp.sum(w)
+        total = jnp.sum(2.0 * s.ry[:n])
+        new_ry = jnp.maximum(total * w / 2.0, 1.0)
+        new_rx = jnp.maximum(new_ry / (s.ry[:n] / s.rx[:n]), 1.0 / SCALE_F)
+        e = jnp.minimum(s.n_epochs, n_epochs - 1)
+        new = s._replace(
+            rx=s.rx.at[:n].set(new_rx), ry=s.ry.at[:n].set(new_ry), capital_weight=w,
+            log_edge=s.log_edge.at[:, e].set(edge),
+            log_trades=s.log_trades.at[:, e].set(s.epoch_trades[:n]),
+            log_score=s.log_score.at[:, e].set(score), n_epochs=s.n_epochs + 1,
+            epoch_edge=s.epoch_edge.at[:n].set(0.0), epoch_trades=s.epoch_trades.at[:n].set(0))
+        states = list(new.pool_states)
+        for i in range(n):
+            obs = FastEpochObs(go, (step + 1) // epoch_len - 1, new.rx[i], new.ry[i], edge[i],
+                               new.cumulative_edge[i], w[i])
+            states[i] = pools[i].fast_on_epoch(params[i], states[i], obs)
+        new = new._replace(pool_states=tuple(states))
+        return jax.tree_util.tree_map(lambda a, b: jnp.where(go, a, b), new, s)
+
+    def body(s: FastState, ev):
+        step, first, order, last, is_buy, size = ev
+        fair = market.fair_price[step]
+        s = arbitrage(s, fair, step, first)
+        s = retail(s, is_buy, size, fair, step, order)
+        at_end = last & ((step + 1) % epoch_len == 0) & (step != steps - 1)
+        s = rebalance(s, at_end, step)
+        return s, None
+
+    base_x = config.base_reserve_x / SCALE_F
+    base_y = config.base_reserve_y / SCALE_F
+    mult = market.norm_liquidity_mult
+    init = FastState(
+        rx=jnp.concatenate([jnp.full((n,), base_x, dtype), (base_x * mult)[None].astype(dtype)]),
+        ry=jnp.concatenate([jnp.full((n,), base_y, dtype), (base_y * mult)[None].astype(dtype)]),
+        cumulative_edge=jnp.zeros(n + 1, dtype), epoch_edge=jnp.zeros(n + 1, dtype),
+        epoch_trades=jnp.zeros(n + 1, jnp.int32), capital_weight=jnp.full((n,), 1.0 / n, dtype),
+        pool_states=tuple(p.init_state(pp) for p, pp in zip(pools, params)),
+        log_edge=jnp.zeros((n, n_epochs), dtype), log_trades=jnp.zeros((n, n_epochs), jnp.int32),
+        log_score=jnp.zeros((n, n_epochs), dtype), n_epochs=jnp.int32(0))
+    xs = (events.step, events.first, events.order, events.last, events.is_buy, events.size)
+    final, _ = lax.scan(body, init, xs)
+    return final
