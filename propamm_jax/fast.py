@@ -29,7 +29,7 @@ import numpy as np
 from jax import lax
 
 from propamm_jax.config import SimConfig
-from propamm_jax.solvers.closed_form import cpamm_out, equimarginal_split, optimal_arbitrage
+from propamm_jax.solvers.closed_form import cpamm_out, optimal_arbitrage, reference_router_split
 
 SCALE_F = 1e9
 
@@ -219,7 +219,7 @@ def simulate_fast(pools: Sequence[Any], params: Sequence[Any], config: SimConfig
         r_out = jnp.where(ev_is_buy, s.rx, s.ry)
         total = jnp.where(ev_is_buy, size, size / fair)
         if corrected:
-            split = equimarginal_split(total, r_in, r_out, gamma)
+            split = reference_router_split(total, r_in, r_out, gamma)
         else:
             spot_floor = jnp.floor(s.ry / s.rx)
             split = _reference_split(total, r_in, r_out, gamma, spot_floor, ~ev_is_buy)
