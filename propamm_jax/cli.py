@@ -64,6 +64,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also record per-step traces (first 300 steps) for these seeds")
     p.set_defaults(run=cmd_score)
 
+    p = sub.add_parser("simulate", help="simulate parametric pools on the fast JAX path")
+    p.add_argument("--pool", action="append", default=[], metavar="SPEC",
+                   help="cpamm:FEE_BPS or cpamm:BUY/SELL (repeat for several pools)")
+    p.add_argument("--simulations", type=_positive_int("--simulations"), default=1000)
+    p.add_argument("--steps", type=_positive_int("--steps"), default=10_000)
+    p.add_argument("--epoch-len", type=_positive_int("--epoch-len"), default=1_000)
+    p.add_argument("--seed-start", type=_seed, default=0)
+    p.add_argument("--seed-stride", type=_positive_int("--seed-stride"), default=1)
+    p.add_argument("--profile", default="corrected", choices=["reference", "corrected"])
+    p.add_argument("--batch-size", type=_positive_int("--batch-size"), default=500)
+    p.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    p.add_argument("--output", type=Path, default=None)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(run=cmd_simulate)
+
     p = sub.add_parser("demo", help="build the starter strategies and score them in both profiles")
     _add_run_options(p, simulations=20)
     p.set_defaults(run=cmd_demo)
@@ -103,6 +118,42 @@ def _score_and_print(files, args, profile: str, output: Path | None = None, trac
 def cmd_score(args) -> int:
     result = _score_and_print(args.files, args, args.profile, args.output, args.trace_seeds)
     return 1 if result.failures else 0
+
+
+def _configure_jax() -> None:
+    """The command line owns its process: 64-bit JAX and a persistent compilation cache."""
+    import jax
+
+    from propamm_jax.native.build import cache_dir
+
+    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "jax"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def cmd_simulate(args) -> int:
+    from propamm_jax.results import aggregate_table
+    from propamm_jax.scoring import seed_list
+    from propamm_jax.simulate import simulate
+
+    if not args.pool:
+        raise PropammError("no pool given: pass --pool cpamm:30 (repeatable)")
+    _configure_jax()
+    config = _config(args)
+    seeds = seed_list(args.simulations, args.seed_start, args.seed_stride)
+    print(f"profile: {args.profile}  |  fast path ({args.dtype})  |  {len(seeds)} simulations x "
+          f"{config.steps} steps, epoch {config.epoch_len}", flush=True)
+    started = time.perf_counter()
+    results = simulate(args.pool, config, seeds, args.profile, args.batch_size, args.dtype,
+                       progress=None if not args.no_progress else False)
+    elapsed = time.perf_counter() - started
+    print()
+    print(aggregate_table(results))
+    print(f"\n{len(results.sims)} simulations in {elapsed:.1f} s ({args.profile} profile)")
+    if args.output is not None:
+        results.save(args.output)
+        print(f"results written to {args.output}")
+    return 0
 
 
 def cmd_demo(args) -> int:

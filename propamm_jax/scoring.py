@@ -129,7 +129,7 @@ def _worker(request: ScoreRequest, tasks, results, stderr_path: str) -> None:
     fd = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.dup2(fd, 2)
     from propamm_jax.native.bridge import NativeStrategy, PoolSpec, run_core
-    from propamm_jax.tape import make_tape
+    from propamm_jax.tape_cache import cached_tape
 
     strategies = [NativeStrategy(Path(p), lbl) for p, lbl in zip(request.libraries, request.labels)]
     pools = [PoolSpec.native(s) for s in strategies]
@@ -142,7 +142,7 @@ def _worker(request: ScoreRequest, tasks, results, stderr_path: str) -> None:
         block_id, block = task
         results.put(("take", block_id, os.getpid()))
         seeds = [seed for _, seed in block]
-        tape = make_tape(seeds, config.steps)
+        tape = cached_tape(seeds, config.steps)
         fair = tape.fair_prices(config.initial_price)
         for row, (index, seed) in enumerate(block):
             results.put(("start", index, os.getpid()))

@@ -8,6 +8,9 @@ import os
 # bit. Must happen before jax is imported (the package itself never touches XLA_FLAGS).
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_max_isa=AVX").strip()
 
+# Tests generate their tapes afresh (test_tape_cache.py covers the cache on its own).
+os.environ["PROPAMM_NO_TAPE_CACHE"] = "1"
+
 import json
 from pathlib import Path
 
