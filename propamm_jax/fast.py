@@ -174,6 +174,8 @@ def simulate_fast(pools: Sequence[Any], params: Sequence[Any], config: SimConfig
 
     def book(s: FastState, active, is_buy, a_in, a_out, fair):
         """Vector version of the reference's accrue_edge + apply (all pools at once)."""
+        a_in = jnp.where(active, a_in, 0.0)   # keep NaN/inf of inactive lanes out of gradients
+        a_out = jnp.where(active, a_out, 0.0)
         ax = jnp.where(is_buy, a_out, a_in)
         ay = jnp.where(is_buy, a_in, a_out)
         edge = jnp.where(is_buy, ay - ax * fair, ax * fair - ay)

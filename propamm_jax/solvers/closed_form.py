@@ -106,11 +106,20 @@ def reference_router_split(total, r_in, r_out, gamma, step_rel: float = 0.001,
 
     def newton(f, x0):
         for _ in range(4):
-            x0 = x0 - f(x0) / jax.grad(f)(x0)
+            slope = jax.grad(f)(x0)
+            flat = jnp.abs(slope) < 1e-300  # no pool active: nothing to move
+            x0 = x0 - jnp.where(flat, 0.0, f(x0) / jnp.where(flat, 1.0, slope))
         return x0
 
-    log_lam = lax.custom_root(excess, jnp.log(lam0), newton, lambda g, y: y / g(1.0))
+    def tangent_solve(g, y):
+        slope = g(1.0)
+        flat = jnp.abs(slope) < 1e-300
+        return jnp.where(flat, 0.0, y / jnp.where(flat, 1.0, slope))
+
+    log_lam = lax.custom_root(excess, jnp.log(lam0), newton, tangent_solve)
     raw = _fd_allocation(jnp.exp(log_lam), r_in, r_out, gamma, step_rel, step_abs)
     caps = 0.9 * r_in
     raw = jnp.where(jnp.sum(caps) <= total, caps, raw)  # everything capped: pro rata to caps
-    return raw * (total / jnp.sum(raw))
+    raw_sum = jnp.sum(raw)
+    ok = (raw_sum > 0.0) & (total > 0.0)
+    return jnp.where(ok, raw * (total / jnp.where(ok, raw_sum, 1.0)), 0.0)
