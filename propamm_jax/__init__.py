@@ -16,6 +16,7 @@ _EXPORTS = {
     "Results": "propamm_jax.results",
     "score": "propamm_jax.scoring",
     "ScoreResult": "propamm_jax.scoring",
+    "simulate": "propamm_jax.simulate",
     "make_tape": "propamm_jax.tape",
     "Tape": "propamm_jax.tape",
 }

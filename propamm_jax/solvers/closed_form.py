@@ -112,7 +112,7 @@ def reference_router_split(total, r_in, r_out, gamma, step_rel: float = 0.001,
         return x0
 
     def tangent_solve(g, y):
-        slope = g(1.0)
+        slope = g(jnp.ones_like(y))
         flat = jnp.abs(slope) < 1e-300
         return jnp.where(flat, 0.0, y / jnp.where(flat, 1.0, slope))
 
