@@ -86,6 +86,18 @@ def load_golden(name: str) -> dict:
     return json.loads((GOLDEN / name).read_text())
 
 
+@pytest.fixture
+def x64():
+    """64-bit JAX for one test. Global, not the thread-local context manager: host callbacks
+    run on other threads and would otherwise see 32-bit defaults."""
+    import jax
+
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", previous)
+
+
 @pytest.fixture(scope="session")
 def golden():
     return load_golden

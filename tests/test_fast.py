@@ -17,13 +17,9 @@ from propamm_jax.errors import PropammError
 from propamm_jax.scoring import score
 from propamm_jax.simulate import parse_pool, simulate
 
+pytestmark = pytest.mark.usefixtures("x64")
 
-@pytest.fixture(autouse=True)
-def x64():
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
+
 
 
 def _relative_errors(profile: str, seeds, config):

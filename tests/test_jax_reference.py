@@ -19,14 +19,9 @@ from propamm_jax.pools.constant_product import ConstantProduct
 from propamm_jax.pools.native import NativePool
 from propamm_jax.tape import make_tape
 
+pytestmark = pytest.mark.usefixtures("x64")
 
-@pytest.fixture(autouse=True)
-def x64():
-    # Global, not the thread-local context manager: host callbacks run on other threads.
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
+
 
 
 @pytest.mark.parametrize("profile", ["reference", "corrected"])
