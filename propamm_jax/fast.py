@@ -153,8 +153,14 @@ def _reference_split(total, r_in, r_out, gamma, spot_floor, is_sell):
 
 
 def simulate_fast(pools: Sequence[Any], params: Sequence[Any], config: SimConfig, profile: str,
-                  market: Market, events: Events) -> FastState:
-    """One simulation on the closed-form solvers (vmap over seeds and parameters)."""
+                  market: Market, events: Events, smooth: float = 0.0) -> FastState:
+    """One simulation on the closed-form solvers (vmap over seeds and parameters).
+
+    `smooth > 0` replaces the arbitrage's hard 0.01 Y profit floor by a sigmoid of that
+    width (in Y), blending traded and untraded states: the only discontinuity of the
+    corrected profile, so gradients of the smoothed objective agree with finite differences.
+    Evaluate with the default 0.
+    """
     corrected = profile == "corrected"
     n = len(pools)
     dtype = market.fair_price.dtype
@@ -173,18 +179,21 @@ def simulate_fast(pools: Sequence[Any], params: Sequence[Any], config: SimConfig
         return 1.0 - jnp.stack(buy).astype(dtype), 1.0 - jnp.stack(sell).astype(dtype)
 
     def book(s: FastState, active, is_buy, a_in, a_out, fair):
-        """Vector version of the reference's accrue_edge + apply (all pools at once)."""
-        a_in = jnp.where(active, a_in, 0.0)   # keep NaN/inf of inactive lanes out of gradients
-        a_out = jnp.where(active, a_out, 0.0)
+        """Vector version of the reference's accrue_edge + apply (all pools at once).
+
+        `active` is a bool, or with `smooth` a weight in [0, 1] that blends the traded and
+        untraded states (a relaxation used for gradients)."""
+        w = jnp.asarray(active).astype(dtype)
+        a_in = jnp.where(w > 0.0, a_in, 0.0)   # keep NaN/inf of inactive lanes out of gradients
+        a_out = jnp.where(w > 0.0, a_out, 0.0)
         ax = jnp.where(is_buy, a_out, a_in)
         ay = jnp.where(is_buy, a_in, a_out)
-        edge = jnp.where(is_buy, ay - ax * fair, ax * fair - ay)
-        edge = jnp.where(active, edge, 0.0)
-        rx = jnp.where(active, jnp.where(is_buy, s.rx - a_out, s.rx + a_in), s.rx)
-        ry = jnp.where(active, jnp.where(is_buy, s.ry + a_in, s.ry - a_out), s.ry)
+        edge = w * jnp.where(is_buy, ay - ax * fair, ax * fair - ay)
+        rx = s.rx + w * jnp.where(is_buy, -a_out, a_in)
+        ry = s.ry + w * jnp.where(is_buy, a_in, -a_out)
         return s._replace(rx=rx, ry=ry, cumulative_edge=s.cumulative_edge + edge,
                           epoch_edge=s.epoch_edge + edge,
-                          epoch_trades=s.epoch_trades + active.astype(s.epoch_trades.dtype))
+                          epoch_trades=s.epoch_trades + (w > 0.5).astype(s.epoch_trades.dtype))
 
     def notify(s: FastState, active, is_buy, a_in, a_out, step, flow):
         spot = s.ry / s.rx
@@ -210,7 +219,10 @@ def simulate_fast(pools: Sequence[Any], params: Sequence[Any], config: SimConfig
         a_out = jnp.where(capped, jnp.where(buy, cpamm_out(a_in, s.ry, s.rx, gb),
                                             cpamm_out(a_in, s.rx, s.ry, gs)), a_out)
         profit = jnp.where(buy, fair * a_out - a_in, a_out - fair * a_in)
-        active = go & (profit >= floor) & (a_in > 0.0)
+        if smooth > 0.0:  # a sigmoid instead of the hard profit floor (for gradients)
+            active = jnp.where(go & (a_in > 0.0), jax.nn.sigmoid((profit - floor) / smooth), 0.0)
+        else:
+            active = go & (profit >= floor) & (a_in > 0.0)
         s = book(s, active, buy, a_in, a_out, fair)
         return notify(s, active[:n], buy[:n], a_in[:n], a_out[:n], step, jnp.zeros(n, dtype))
 

@@ -30,7 +30,8 @@ class PoolSpec:
 
 
 def parse_pool(spec: str) -> PoolSpec:
-    """`cpamm:30` (30 bps both sides) or `cpamm:25/45` (buy/sell fees in bps)."""
+    """`cpamm:30` (30 bps both sides), `cpamm:25/45` (buy/sell fees in bps) or
+    `dynamic:policy.json` (a DynamicFee policy file)."""
     from propamm_jax.pools.constant_product import ConstantProduct
 
     kind, _, arg = spec.partition(":")
@@ -48,8 +49,14 @@ def parse_pool(spec: str) -> PoolSpec:
         pool = ConstantProduct()
         return PoolSpec(pool, pool.params(*fees), spec)
     if kind == "dynamic":
-        raise PropammError(f"pool {spec!r}: DynamicFee pools are not available yet")
-    raise PropammError(f"unknown pool spec {spec!r}: use cpamm:FEE_BPS or cpamm:BUY/SELL")
+        from propamm_jax.pools.dynamic_fee import load_policy
+
+        if not arg:
+            raise PropammError(f"pool {spec!r}: expected dynamic:PATH/TO/policy.json")
+        pool, params = load_policy(arg)
+        return PoolSpec(pool, params, spec)
+    raise PropammError(f"unknown pool spec {spec!r}: use cpamm:FEE_BPS, cpamm:BUY/SELL or "
+                       "dynamic:policy.json")
 
 
 def _records(final, tape, rows, labels, n_epochs_done) -> list[dict]:

@@ -1,0 +1,159 @@
+"""A parametric dynamic-fee policy on a constant-product curve.
+
+The pool keeps the features a compiled strategy can build from its after-swap and epoch
+payloads, updated after every trade of its own: an EMA of the absolute log-change of its
+spot (volatility), an EMA of the share of retail flow it captured, its capital weight, the
+progress through the epoch, the relative gap between its spot and the competitors' mean
+spot, and its inventory skew (log of reserve_x against the value at the last rebalance).
+The fee is a smooth, bounded map of those features: fee_min + (fee_max - fee_min) *
+sigmoid(bias + w . features +/- w_skew * skew), the skew term raising the fee on the side
+that would push inventory further out.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from propamm_jax.errors import PropammError
+from propamm_jax.u64 import mul_div_floor
+
+FAMILY = "dynamic_fee"
+VERSION = 1
+PARAM_NAMES = ("bias", "w_vol", "w_flow", "w_weight", "w_epoch", "w_gap", "w_skew")
+
+
+class DFParams(NamedTuple):
+    bias: jnp.ndarray
+    w_vol: jnp.ndarray
+    w_flow: jnp.ndarray
+    w_weight: jnp.ndarray
+    w_epoch: jnp.ndarray
+    w_gap: jnp.ndarray
+    w_skew: jnp.ndarray
+
+
+class DFState(NamedTuple):
+    last_spot: jnp.ndarray
+    vol: jnp.ndarray
+    flow: jnp.ndarray
+    weight: jnp.ndarray
+    epoch_progress: jnp.ndarray
+    gap: jnp.ndarray
+    ref_rx: jnp.ndarray
+    skew: jnp.ndarray
+
+
+@dataclass(frozen=True)
+class DynamicFee:
+    """Static configuration: fee bounds (bps) and the epoch length used for progress."""
+
+    fee_min_bps: float = 5.0
+    fee_max_bps: float = 200.0
+    epoch_len: int = 1000
+
+    def params(self, **values: float) -> DFParams:
+        unknown = set(values) - set(PARAM_NAMES)
+        if unknown:
+            raise PropammError(f"DynamicFee: unknown parameter {sorted(unknown)[0]!r}")
+        return DFParams(*(jnp.asarray(float(values.get(k, 0.0))) for k in PARAM_NAMES))
+
+    def init_state(self, params: DFParams) -> DFState:
+        z = jnp.zeros((), jnp.result_type(params.bias))
+        return DFState(z, z, z, z, z, z, z, z)
+
+    def fees(self, params: DFParams, state: DFState):
+        """(buy, sell) fee fractions."""
+        z = (params.bias + params.w_vol * 100.0 * state.vol + params.w_flow * state.flow
+             + params.w_weight * state.weight + params.w_epoch * state.epoch_progress
+             + params.w_gap * 100.0 * state.gap)
+        span = (self.fee_max_bps - self.fee_min_bps) / 10_000.0
+        low = self.fee_min_bps / 10_000.0
+        tilt = params.w_skew * state.skew
+        # skew > 0: holding more X than at the rebalance; trades that bring X in (sells) pay more
+        return low + span * jax.nn.sigmoid(z - tilt), low + span * jax.nn.sigmoid(z + tilt)
+
+    def fast_on_trade(self, params: DFParams, state: DFState, obs) -> DFState:
+        spot = obs.reserve_y / obs.reserve_x
+        ret = jnp.where(state.last_spot > 0.0,
+                        jnp.abs(jnp.log(spot / jnp.where(state.last_spot > 0.0, state.last_spot, 1.0))),
+                        0.0)
+        prices = obs.competitor_prices
+        finite = jnp.isfinite(prices)
+        mean = jnp.sum(jnp.where(finite, prices, 0.0)) / jnp.maximum(jnp.sum(finite), 1)
+        gap = jnp.where(jnp.any(finite), jnp.abs(mean - spot) / spot, 0.0)
+        ref = jnp.where(state.ref_rx > 0.0, state.ref_rx, obs.reserve_x)
+        new = DFState(
+            last_spot=spot, vol=0.95 * state.vol + 0.05 * ret,
+            flow=0.9 * state.flow + 0.1 * obs.flow, weight=obs.capital_weight,
+            epoch_progress=obs.epoch_step / float(self.epoch_len), gap=gap, ref_rx=ref,
+            skew=jnp.log(obs.reserve_x / ref))
+        return _blend(obs.active, new, state)
+
+    def fast_on_epoch(self, params: DFParams, state: DFState, obs) -> DFState:
+        new = state._replace(vol=0.5 * state.vol, weight=obs.capital_weight,
+                             ref_rx=obs.reserve_x, skew=jnp.zeros_like(state.skew),
+                             epoch_progress=jnp.zeros_like(state.epoch_progress))
+        return _blend(obs.active, new, state)
+
+    def quote(self, params, state, is_buy, amount, reserve_x, reserve_y):
+        """Integer quote for the reference solvers: fee applied in parts per million."""
+        fee_buy, fee_sell = self.fees(params, state)
+        fee = jnp.where(is_buy, fee_buy, fee_sell)
+        gamma_ppm = jnp.floor((1.0 - fee) * 1e6).astype(jnp.uint64)
+        amount = jnp.asarray(amount, jnp.uint64)
+        eff = mul_div_floor(amount, gamma_ppm, jnp.uint64(1_000_000))
+        r_in = jnp.where(is_buy, reserve_y, reserve_x)
+        r_out = jnp.where(is_buy, reserve_x, reserve_y)
+        zero = (amount == 0) | (r_in == 0) | (r_out == 0)
+        return jnp.where(zero, jnp.uint64(0), mul_div_floor(r_out, eff, r_in + eff))
+
+
+def _blend(active, new: DFState, old: DFState) -> DFState:
+    """`new` where the trade happened; with a smoothed engine, the weighted mix."""
+    w = jnp.asarray(active).astype(old.vol.dtype)
+    return jax.tree_util.tree_map(
+        lambda a, b: jnp.where(w > 0.0, w * a.astype(b.dtype) + (1.0 - w) * b, b), new, old)
+
+
+def load_policy(path: str | Path) -> tuple[DynamicFee, DFParams]:
+    """Reads a `policy.json` of this family; every problem is one line naming the file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise PropammError(f"{path}: cannot read ({exc.strerror})") from None
+    except json.JSONDecodeError as exc:
+        raise PropammError(f"{path}: not valid JSON (line {exc.lineno})") from None
+    if not isinstance(data, dict):
+        raise PropammError(f"{path}: expected a JSON object")
+    if data.get("family") != FAMILY:
+        raise PropammError(f"{path}: policy family {data.get('family')!r} is not {FAMILY!r}")
+    if data.get("version") != VERSION:
+        raise PropammError(f"{path}: policy version {data.get('version')!r} is not {VERSION}")
+    params = data.get("params")
+    if not isinstance(params, dict):
+        raise PropammError(f"{path}: field 'params' must be an object")
+    for key in PARAM_NAMES:
+        if not isinstance(params.get(key), (int, float)) or isinstance(params.get(key), bool):
+            raise PropammError(f"{path}: field 'params.{key}' must be a number")
+    pool = DynamicFee(float(data.get("fee_min_bps", 5.0)), float(data.get("fee_max_bps", 200.0)),
+                      int(data.get("epoch_len", 1000)))
+    if not 0.0 <= pool.fee_min_bps < pool.fee_max_bps < 10_000.0:
+        raise PropammError(f"{path}: need 0 <= fee_min_bps < fee_max_bps < 10000")
+    return pool, pool.params(**{k: params[k] for k in PARAM_NAMES})
+
+
+def save_policy(path: str | Path, pool: DynamicFee, params: DFParams, **extra) -> Path:
+    """Writes a `policy.json` that `load_policy` reads back."""
+    path = Path(path)
+    data = {"family": FAMILY, "version": VERSION, "fee_min_bps": pool.fee_min_bps,
+            "fee_max_bps": pool.fee_max_bps, "epoch_len": pool.epoch_len,
+            "params": {k: float(getattr(params, k)) for k in PARAM_NAMES}, **extra}
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path
