@@ -76,14 +76,21 @@ __all__ = ["cpamm_out", "optimal_arbitrage", "equimarginal_split", "pro_rata_spl
 
 def _fd_allocation(lam, r_in, r_out, gamma, step_rel: float, step_abs: float):
     """Input at which a pool's forward-difference marginal (step `step_rel * x + step_abs`)
-    equals `lam`, clipped to [0, 0.9 * r_in]: a quadratic in `u = r_in + gamma * x`."""
+    equals `lam`, clipped to [0, 0.9 * r_in], and its derivative with respect to log(lam).
+
+    The marginal is `g R_out R_in / (u (a u - c))` with `u = r_in + g x`, `a = 1 + step_rel`,
+    `c = step_rel r_in - g step_abs`: setting it to `lam` is a quadratic in `u`.
+    """
     k = gamma * r_out * r_in / lam
     a = 1.0 + step_rel
     c = step_rel * r_in - gamma * step_abs
-    u = (c + jnp.sqrt(c * c + 4.0 * a * k)) / (2.0 * a)
+    root = jnp.sqrt(c * c + 4.0 * a * k)
+    u = (c + root) / (2.0 * a)
     x = (u - r_in) / gamma
     m_zero = gamma * r_out / (r_in + gamma * step_abs)
-    return jnp.where(m_zero < lam, 0.0, jnp.clip(x, 0.0, 0.9 * r_in))
+    inside = (m_zero >= lam) & (x > 0.0) & (x < 0.9 * r_in)
+    dx_dlog = jnp.where(inside, -k / (gamma * root), 0.0)  # d x / d log(lam)
+    return jnp.where(m_zero < lam, 0.0, jnp.clip(x, 0.0, 0.9 * r_in)), dx_dlog
 
 
 def reference_router_split(total, r_in, r_out, gamma, step_rel: float = 0.001,
@@ -101,14 +108,16 @@ def reference_router_split(total, r_in, r_out, gamma, step_rel: float = 0.001,
     lam0 = gamma[top] * r_out[top] * r_in[top] / (r_in[top] + gamma[top] * exact[top]) ** 2
 
     def excess(log_lam):
-        return jnp.sum(_fd_allocation(jnp.exp(log_lam), r_in, r_out, gamma, step_rel,
-                                      step_abs)) - total
+        alloc, _ = _fd_allocation(jnp.exp(log_lam), r_in, r_out, gamma, step_rel, step_abs)
+        return jnp.sum(alloc) - total
 
     def newton(f, x0):
-        for _ in range(4):
-            slope = jax.grad(f)(x0)
+        # f is `excess`; its slope is analytic, so no autodiff inside the iterations.
+        for _ in range(3):
+            alloc, slope = _fd_allocation(jnp.exp(x0), r_in, r_out, gamma, step_rel, step_abs)
+            slope = jnp.sum(slope)
             flat = jnp.abs(slope) < 1e-300  # no pool active: nothing to move
-            x0 = x0 - jnp.where(flat, 0.0, f(x0) / jnp.where(flat, 1.0, slope))
+            x0 = x0 - jnp.where(flat, 0.0, (jnp.sum(alloc) - total) / jnp.where(flat, 1.0, slope))
         return x0
 
     def tangent_solve(g, y):
@@ -117,7 +126,7 @@ def reference_router_split(total, r_in, r_out, gamma, step_rel: float = 0.001,
         return jnp.where(flat, 0.0, y / jnp.where(flat, 1.0, slope))
 
     log_lam = lax.custom_root(excess, jnp.log(lam0), newton, tangent_solve)
-    raw = _fd_allocation(jnp.exp(log_lam), r_in, r_out, gamma, step_rel, step_abs)
+    raw, _ = _fd_allocation(jnp.exp(log_lam), r_in, r_out, gamma, step_rel, step_abs)
     caps = 0.9 * r_in
     raw = jnp.where(jnp.sum(caps) <= total, caps, raw)  # everything capped: pro rata to caps
     raw_sum = jnp.sum(raw)
