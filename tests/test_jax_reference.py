@@ -64,3 +64,21 @@ def test_native_pools_through_callbacks_match_golden_trace():
             mine = [[int(rx[b, t, j]), int(ry[b, t, j]), float(edge[b, t, j]), float(weight[b, t, j]),
                      f"{int(digest[b, t, j]):016x}"] for j in range(len(pools) + 1)]
             assert mine == trace["steps"][t]["amms"], f"seed {trace['seed']} step {t}"
+
+
+def test_parametric_and_native_pools_in_one_simulation():
+    """A DynamicFee policy against a compiled strategy, on the reference solvers."""
+    from propamm_jax.pools.dynamic_fee import DynamicFee
+
+    steps = 8
+    config = SimConfig(steps=steps, epoch_len=4)
+    df = DynamicFee(epoch_len=4)
+    pools = [df, NativePool(str(compile_rust(STRATEGIES / "fixed_30bps.rs")))]
+    params = [df.params(bias=-1.0, w_vol=5.0), None]
+    tape = make_tape([11, 12], steps)
+    run = jax.jit(jax.vmap(lambda row: simulate_reference(pools, params, config, "corrected", row)[0]))
+    final = run(tape_rows(tape, config))
+    assert np.all(np.isfinite(np.asarray(final.cumulative_edge)))
+    assert np.asarray(final.n_epochs).tolist() == [1, 1]
+    # the policy observed its own trades: its spot memory is set
+    assert np.all(np.asarray(final.pool_states[0].last_spot) > 0)

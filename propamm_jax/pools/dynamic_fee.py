@@ -101,6 +101,30 @@ class DynamicFee:
                              epoch_progress=jnp.zeros_like(state.epoch_progress))
         return _blend(obs.active, new, state)
 
+    def on_trade(self, params: DFParams, state: DFState, obs) -> DFState:
+        """The reference engine's integer after-swap observation, in float units."""
+        from propamm_jax.fast import FastObs
+
+        f = state.vol.dtype
+        return self.fast_on_trade(params, state, FastObs(
+            active=obs.active, is_buy=obs.is_buy,
+            amount_in=obs.input_amount.astype(f) / 1e9, amount_out=obs.output_amount.astype(f) / 1e9,
+            reserve_x=obs.reserve_x.astype(f) / 1e9, reserve_y=obs.reserve_y.astype(f) / 1e9,
+            step=obs.sim_step.astype(f), epoch_step=obs.epoch_step.astype(f),
+            epoch_number=obs.epoch_number.astype(f), flow=obs.flow_captured.astype(f),
+            capital_weight=obs.capital_weight.astype(f),
+            competitor_prices=obs.competitor_prices.astype(f)))
+
+    def on_epoch(self, params: DFParams, state: DFState, obs) -> DFState:
+        from propamm_jax.fast import FastEpochObs
+
+        f = state.vol.dtype
+        return self.fast_on_epoch(params, state, FastEpochObs(
+            active=obs.active, epoch_number=obs.epoch_number.astype(f),
+            reserve_x=obs.reserve_x.astype(f) / 1e9, reserve_y=obs.reserve_y.astype(f) / 1e9,
+            epoch_edge=obs.epoch_edge, cumulative_edge=obs.cumulative_edge,
+            capital_weight=obs.capital_weight.astype(f)))
+
     def quote(self, params, state, is_buy, amount, reserve_x, reserve_y):
         """Integer quote for the reference solvers: fee applied in parts per million."""
         fee_buy, fee_sell = self.fees(params, state)
