@@ -11,9 +11,11 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import resource
 import re
 import signal
 import tempfile
+import time
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,8 @@ from propamm_jax.results import Results, aggregate_table, sim_record, trace_reco
 from propamm_jax.tape import parse_seed
 
 DEFAULT_TRACE_STEPS = 300
+DEFAULT_SIM_TIMEOUT = 300.0          # seconds of wall time for one simulation
+DEFAULT_MEMORY_LIMIT = 4 * 2**30     # address space of one worker process, bytes
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,8 @@ class ScoreRequest:
     profile: str
     trace_seeds: frozenset[int] = frozenset()
     trace_steps: int = DEFAULT_TRACE_STEPS
+    sim_timeout: float = DEFAULT_SIM_TIMEOUT
+    memory_limit: int = DEFAULT_MEMORY_LIMIT
 
 
 @dataclass
@@ -128,6 +134,9 @@ def _worker(request: ScoreRequest, tasks, results, stderr_path: str) -> None:
     """
     fd = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.dup2(fd, 2)
+    # A strategy that allocates without bound fails here, not on the machine.
+    resource.setrlimit(resource.RLIMIT_AS, (request.memory_limit, request.memory_limit))
+    os.chdir(os.path.dirname(stderr_path))  # a private temporary working directory
     from propamm_jax.native.bridge import NativeStrategy, PoolSpec, run_core
     from propamm_jax.tape_cache import cached_tape
 
@@ -247,6 +256,8 @@ def run_simulations(request: ScoreRequest, seeds: list[int], workers: int,
     pending = set(range(len(seeds)))
     started: set[int] = set()
     running: dict[int, int] = {}  # pid -> index being simulated
+    since: dict[int, float] = {}  # pid -> when that simulation started
+    timed_out: set[int] = set()   # pids killed by the watchdog
     taken: dict[int, int] = {}    # pid -> block being worked on
     failures: list[Failure] = []
     startup_failures = 0
@@ -259,6 +270,13 @@ def run_simulations(request: ScoreRequest, seeds: list[int], workers: int,
                 try:
                     kind, key, payload = pool.results.get(timeout=0.2)
                 except queue.Empty:
+                    now = time.monotonic()
+                    for pid, started_at in list(since.items()):
+                        if now - started_at > request.sim_timeout and pid in pool.procs:
+                            timed_out.add(pid)
+                            pool.procs[pid][0].kill()
+                            pool.procs[pid][0].join(timeout=5)
+                            since.pop(pid)
                     for pid, code, path in pool.dead():
                         if pid not in taken:
                             startup_failures += 1
@@ -270,8 +288,14 @@ def run_simulations(request: ScoreRequest, seeds: list[int], workers: int,
                         index = running.pop(pid, None)
                         if index is not None and index in pending:
                             pending.discard(index)
-                            who, reason = _crash_reason(code, path, request.labels)
-                            failures.append(Failure(seeds[index], who, "crash", reason))
+                            if pid in timed_out:
+                                failures.append(Failure(
+                                    seeds[index], None, "timeout",
+                                    f"no result after {request.sim_timeout:g} s (a strategy "
+                                    "loops or is far too slow)"))
+                            else:
+                                who, reason = _crash_reason(code, path, request.labels)
+                                failures.append(Failure(seeds[index], who, "crash", reason))
                             if on_progress:
                                 on_progress(1)
                         # The rest of the dead worker's block goes back in the queue.
@@ -286,8 +310,11 @@ def run_simulations(request: ScoreRequest, seeds: list[int], workers: int,
                     taken[payload] = key
                 elif kind == "start":
                     running[payload] = key
+                    since[payload] = time.monotonic()
                     started.add(key)
                 else:
+                    for pid in [p for p, i in running.items() if i == key]:
+                        since.pop(pid, None)  # the watchdog times simulations, not idle workers
                     pending.discard(key)
                     on_result(key, *payload)
                     if on_progress:
@@ -303,12 +330,16 @@ def score(strategies: Sequence[str | os.PathLike], *, config: SimConfig | None =
           simulations: int = 100, seed_start: int = 0, seed_stride: int = 1,
           seeds: Iterable[int] | None = None, profile: str = "reference",
           workers: int | None = None, trace_seeds: Iterable[int] = (),
-          trace_steps: int = DEFAULT_TRACE_STEPS, progress: bool | None = None) -> ScoreResult:
+          trace_steps: int = DEFAULT_TRACE_STEPS, progress: bool | None = None,
+          sim_timeout: float = DEFAULT_SIM_TIMEOUT,
+          memory_limit: int = DEFAULT_MEMORY_LIMIT) -> ScoreResult:
     """Scores compiled strategies officially, bit-identical to the reference engine.
 
     `strategies`: `.rs` sources (compiled with the reference's flags, cached) or `.so` files.
     `seeds` overrides `simulations`/`seed_start`/`seed_stride`. `profile` is `reference`
     (official) or `corrected`. Returns results in the golden schema and DataFrames.
+    A simulation that crashes, exceeds `sim_timeout` seconds or makes its worker exceed
+    `memory_limit` bytes becomes a `Failure`; every other simulation still completes.
     """
     config = config or SimConfig()
     profile = check_profile(profile)
@@ -318,7 +349,8 @@ def score(strategies: Sequence[str | os.PathLike], *, config: SimConfig | None =
         raise PropammError("no seeds to score")
     libraries, labels = prepare_strategies(strategies)
     request = ScoreRequest(tuple(libraries), tuple(labels), config, profile,
-                           frozenset(parse_seed(s) for s in trace_seeds), trace_steps)
+                           frozenset(parse_seed(s) for s in trace_seeds), trace_steps,
+                           float(sim_timeout), int(memory_limit))
     workers = workers or os.cpu_count() or 1
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise PropammError(f"--workers must be a positive integer, got {workers!r}")

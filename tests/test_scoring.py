@@ -40,3 +40,15 @@ def test_results_frame_and_summary(tmp_path):
     epochs = result.results.epoch_frame()
     assert len(epochs) == 4 * 2 * 2
     assert Path(result.results.save(tmp_path / "r.json")).exists()
+
+
+def test_a_hanging_strategy_times_out_and_the_rest_is_kept():
+    config = SimConfig(steps=100, epoch_len=50)
+    files = [FIXTURES / "bad" / "loops_forever.rs", STRATEGIES / "fixed_30bps.rs"]
+    result = score(files, config=config, seeds=[1, 2], workers=2, progress=False, sim_timeout=3)
+    assert {f.seed for f in result.failures} == {1, 2}
+    assert all(f.kind == "timeout" and "3 s" in f.message for f in result.failures)
+    # A strategy that never reaches step 40 finishes normally under the same watchdog.
+    short = score(files, config=SimConfig(steps=30, epoch_len=10), seeds=[1, 2], workers=2,
+                  progress=False, sim_timeout=3)
+    assert not short.failures and len(short.results.sims) == 2
