@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, default=None, help="write results JSON (golden schema)")
     p.add_argument("--trace-seeds", type=_seed, nargs="*", default=[],
                    help="also record per-step traces (first 300 steps) for these seeds")
+    p.add_argument("--sim-timeout", type=_positive_int("--sim-timeout"), default=300,
+                   help="seconds one simulation may take before it is reported as a failure")
     p.set_defaults(run=cmd_score)
 
     p = sub.add_parser("simulate", help="simulate parametric pools on the fast JAX path")
@@ -91,7 +93,8 @@ def _config(args):
     return SimConfig(steps=args.steps, epoch_len=args.epoch_len)
 
 
-def _score_and_print(files, args, profile: str, output: Path | None = None, trace_seeds=()):
+def _score_and_print(files, args, profile: str, output: Path | None = None, trace_seeds=(),
+                     sim_timeout: float = 300.0):
     from propamm_jax.scoring import format_table, score
 
     config = _config(args)
@@ -102,7 +105,7 @@ def _score_and_print(files, args, profile: str, output: Path | None = None, trac
     result = score(files, config=config, simulations=args.simulations,
                    seed_start=args.seed_start, seed_stride=args.seed_stride, profile=profile,
                    workers=args.workers, trace_seeds=trace_seeds,
-                   progress=None if not args.no_progress else False)
+                   progress=None if not args.no_progress else False, sim_timeout=sim_timeout)
     elapsed = time.perf_counter() - started
     print()
     print(format_table(result))
@@ -116,7 +119,8 @@ def _score_and_print(files, args, profile: str, output: Path | None = None, trac
 
 
 def cmd_score(args) -> int:
-    result = _score_and_print(args.files, args, args.profile, args.output, args.trace_seeds)
+    result = _score_and_print(args.files, args, args.profile, args.output, args.trace_seeds,
+                              args.sim_timeout)
     return 1 if result.failures else 0
 
 

@@ -55,8 +55,8 @@ class Failure:
     message: str
 
     def line(self) -> str:
-        who = f"strategy {self.strategy}" if self.strategy else "scorer"
-        return f"seed {self.seed}: {who}: {self.kind}: {self.message}"
+        who = f"strategy {self.strategy}: " if self.strategy else ""
+        return f"seed {self.seed}: {who}{self.kind}: {self.message}"
 
 
 @dataclass
