@@ -7,3 +7,17 @@ it and still see which file, field or seed was at fault.
 
 class PropammError(Exception):
     """A user-facing error whose message names the culprit (file, field or seed)."""
+
+
+def read_json(path) -> object:
+    """Parses a user's JSON file; a missing or malformed file is one line naming it."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except OSError as exc:
+        raise PropammError(f"{path}: cannot read ({exc.strerror})") from None
+    except json.JSONDecodeError as exc:
+        raise PropammError(f"{path}: not valid JSON (line {exc.lineno})") from None

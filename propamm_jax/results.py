@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from propamm_jax.config import SimConfig
-from propamm_jax.errors import PropammError
+from propamm_jax.errors import PropammError, read_json
 
 
 @dataclass
@@ -59,14 +59,7 @@ class Results:
 
     @classmethod
     def load(cls, path: str | Path) -> "Results":
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except OSError as exc:
-            raise PropammError(f"{path}: cannot read ({exc.strerror})") from None
-        except json.JSONDecodeError as exc:
-            raise PropammError(f"{path}: not valid JSON (line {exc.lineno})") from None
-        return cls.from_json(data, str(path))
+        return cls.from_json(read_json(path), str(path))
 
     def names(self) -> list[str]:
         return [s["name"] for s in self.sims[0]["strategies"]] if self.sims else []

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from propamm_jax.errors import PropammError
+from propamm_jax.errors import PropammError, read_json
 from propamm_jax.u64 import mul_div_floor
 
 FAMILY = "dynamic_fee"
@@ -148,12 +148,7 @@ def _blend(active, new: DFState, old: DFState) -> DFState:
 def load_policy(path: str | Path) -> tuple[DynamicFee, DFParams]:
     """Reads a `policy.json` of this family; every problem is one line naming the file."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except OSError as exc:
-        raise PropammError(f"{path}: cannot read ({exc.strerror})") from None
-    except json.JSONDecodeError as exc:
-        raise PropammError(f"{path}: not valid JSON (line {exc.lineno})") from None
+    data = read_json(path)
     if not isinstance(data, dict):
         raise PropammError(f"{path}: expected a JSON object")
     if data.get("family") != FAMILY:

@@ -9,7 +9,6 @@ Amounts are unscaled f64 (1.0 = one unit, not 1e9 nano-units).
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 from jax import lax
 
