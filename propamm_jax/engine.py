@@ -259,7 +259,7 @@ def simulate_reference(pools: Sequence[Any], params: Sequence[Any], config: SimC
         pool_states=tuple(p.init_state(pp) for p, pp in zip(pools, params)),
         log_edge=jnp.zeros((n, n_epochs)), log_trades=jnp.zeros((n, n_epochs), jnp.int64),
         log_score=jnp.zeros((n, n_epochs)), n_epochs=jnp.int32(0))
-    final, trace = lax.scan(step_fn, init, jnp.arange(steps if not trace_steps else steps))
+    final, trace = lax.scan(step_fn, init, jnp.arange(steps))
     return final, trace
 
 
