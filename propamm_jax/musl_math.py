@@ -1,10 +1,11 @@
-"""exp and log as the reference's rand_distr computes them: the `libm` crate (musl's fdlibm).
+"""exp and log of the `libm` crate (musl's fdlibm), which part of the reference's rand_distr links.
 
-rand_distr is `no_std` and the reference build enables `num-traits` without `std`, so every
-`exp`/`ln` inside rand_distr (log-normal order sizes, the Poisson threshold, the ziggurat's
-density test and tail) goes through the `libm` crate, whose results differ from glibc's in
-about 10% of inputs (measured). The engine's own code (`gbm_step`, `order_size_mean.ln()`)
-calls std, i.e. glibc, which is Python's `math`.
+rand_distr is `no_std` and the reference build enables `num-traits` without `std`, so the
+calls rand_distr makes through its generic `F: num_traits::Float` (the log-normal order
+sizes' `exp`, the Poisson threshold `exp(-lambda)`) go to the `libm` crate, whose results
+differ from glibc's in about 10% of inputs (measured). Calls on a concrete `f64` (the
+ziggurat's density test and tail) and the engine's own (`gbm_step`, `order_size_mean.ln()`)
+resolve to std, i.e. glibc, which is Python's `math`.
 
 These are the classic fdlibm algorithms, written with NumPy so that each operation rounds
 exactly once, as in Rust (no fused multiply-add).

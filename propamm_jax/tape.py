@@ -7,15 +7,18 @@ seed only, never on the strategies, so every engine mode reads the same one.
 The draws must be bit-identical to rand 0.8.5 / rand_chacha 0.3.1 / rand_distr 0.4.3, and a
 Python loop over draws is far too slow, so the work is split in two:
 
-1. Every draw after the five market parameters consumes whole u64s at some word position of
-   the seed's ChaCha8 stream (see `chacha`). For a window of the stream, what a draw starting
-   at *each* word would give is computed at once, vectorised over all windows of all seeds:
-   the ziggurat normal (value and length), the Knuth Poisson count, the order side, and from
-   those where a whole step starting there would end.
+1. Every draw after the five market parameters consumes whole u64s (two consecutive words
+   of the seed's ChaCha8 stream, see `chacha`), so from there on a seed's stream is a
+   sequence of u64 slots. For a window of slots, what a draw starting at *each* slot would
+   give is computed at once, vectorised over the windows of all seeds: the ziggurat normal
+   (value and length), the Knuth Poisson count, the order side, and from those where a whole
+   step starting there would end.
 2. A short loop then walks the steps of all seeds together, one gather per step, and the
-   values at the positions actually reached are read off.
+   values at the slots actually reached are read off.
 
 A step that does not fit in a window is drawn one value at a time from the stream instead.
+The per-slot tables cost about ten times the draws actually used, but in NumPy passes
+instead of Python bytecode, and they need no per-seed loop.
 
 Where the engine calls std's `exp`/`ln` (the GBM factor, `order_size_mean.ln()`) and where
 rand_distr calls them on a concrete f64 (the ziggurat's density test and its tail), Rust
@@ -28,12 +31,13 @@ from __future__ import annotations
 
 import math
 import struct
+import sys
 from typing import Iterable, NamedTuple
 
 import numpy as np
 
 from propamm_jax import musl_math
-from propamm_jax._ziggurat_tables import ZIG_F, ZIG_R, ZIG_X
+from propamm_jax.ziggurat import ZIG_F, ZIG_R, ZIG_X
 from propamm_jax.chacha import WORDS_PER_BLOCK, Keystreams, ScalarStream, keystream
 
 U64_MAX = 2**64 - 1
@@ -41,14 +45,15 @@ INITIAL_PRICE = 10_000e9 / 100e9  # base reserves Y / X, as the engine computes 
 SIGMA_LN = 1.2
 
 _X = np.array(ZIG_X)
+_X_NEXT = _X[1:].copy()  # X[i + 1], indexed by i
 _F = np.array(ZIG_F)
 _EXP_1_2 = np.uint64(1023 << 52)  # exponent bits of [1, 2)
 _EXP_2_4 = np.uint64(1024 << 52)  # exponent bits of [2, 4)
 _HALF_EPS = 2.220446049250313e-16 / 2.0
 _HALF_U64 = np.uint64(1 << 63)  # gen_bool(0.5): p_int = (0.5 * 2^64) as u64
-_HUGE = 1 << 40  # "not resolvable inside this window" (a length, a count or a position)
-_PAD = 8  # dead words after each window row, so look-ahead never reaches the next row
-_BUDGET = 1 << 20  # window words per round, over all seeds (~100 bytes of scratch each)
+_HUGE = 1 << 30  # "not resolvable inside this window" (a length, a count or a position)
+_PAD = 4  # dead u64 slots after each window row, so look-ahead never reaches the next row
+_BUDGET = 1 << 20  # window words per round, over all seeds (~50 bytes of scratch each)
 _MIN_WINDOW = 256
 _MAX_WINDOW = 16384
 _WORDS_PER_STEP = 16  # generous mean, for sizing the last window
@@ -95,11 +100,11 @@ class Tape(NamedTuple):
 
     @property
     def fair_price(self) -> np.ndarray:
-        """f64 [S, T]: the price after the GBM step of each step (base reserves 10 000 Y / 100 X)."""
+        """f64 [S, T]: the price after each step's GBM move (base reserves 10 000 Y / 100 X)."""
         return self.fair_prices(INITIAL_PRICE)
 
 
-def parse_seed(value) -> int:
+def parse_seed(value: object) -> int:
     """A u64 seed from an int or a decimal string; anything else is a one-line ValueError."""
     if isinstance(value, np.integer) and not isinstance(value, np.bool_):
         value = int(value)
@@ -117,7 +122,7 @@ def parse_seed(value) -> int:
 
 
 def make_tape(seeds: Iterable[int | str] | np.ndarray, steps: int) -> Tape:
-    """The tapes of `seeds` (any u64s: ints, decimal strings or a uint64 array), `steps` steps each."""
+    """The tapes of `seeds` (u64s: ints, decimal strings or a uint64 array), `steps` steps each."""
     return _generate(seeds, steps, _BUDGET)
 
 
@@ -174,6 +179,10 @@ def _scalar_u01(rng: ScalarStream) -> float:
     return (rng.next_u64() >> 11) * (1.0 / (1 << 53))
 
 
+def _scalar_open01(rng: ScalarStream) -> float:
+    return _f64((rng.next_u64() >> 12) | (1023 << 52)) - (1.0 - _HALF_EPS)
+
+
 def _scalar_normal(rng: ScalarStream) -> float:
     while True:
         bits = rng.next_u64()
@@ -185,8 +194,8 @@ def _scalar_normal(rng: ScalarStream) -> float:
         if i == 0:
             tx, ty = 1.0, 0.0
             while -2.0 * ty < tx * tx:
-                tx = math.log(_f64((rng.next_u64() >> 12) | (1023 << 52)) - (1.0 - _HALF_EPS)) / ZIG_R
-                ty = math.log(_f64((rng.next_u64() >> 12) | (1023 << 52)) - (1.0 - _HALF_EPS))
+                tx = math.log(_scalar_open01(rng)) / ZIG_R
+                ty = math.log(_scalar_open01(rng))
             return tx - ZIG_R if u < 0.0 else ZIG_R - tx
         if ZIG_F[i + 1] + (ZIG_F[i] - ZIG_F[i + 1]) * _scalar_u01(rng) < math.exp(-x * x / 2.0):
             return x
@@ -243,7 +252,7 @@ def _params(streams: Keystreams) -> tuple[np.ndarray, ...]:
     liq_col = 6 + np.maximum(used, 0)
     liq = _uniform(_u64_at(words, liq_col), "liq")
     streams.cursor[:] = liq_col + 2
-    for row in pending.tolist():  # > 50 fee rejections in a row: never seen, but exact anyway
+    for row in pending.tolist():  # 56 fee rejections in a row: never seen, but exact anyway
         rng = ScalarStream(streams.keys[row], 0)
         sigma[row], lam[row], size[row], fee[row], liq[row] = _scalar_params(rng)
         streams.cursor[row] = rng.position
@@ -251,124 +260,142 @@ def _params(streams: Keystreams) -> tuple[np.ndarray, ...]:
 
 
 class _Window(NamedTuple):
-    """Draw tables for every word offset of a set of window rows, flattened row-major.
+    """Draw tables for every u64 slot of a set of window rows, flattened row-major.
 
-    A position is a flat index `row * width + offset`. `length`, `count` and the next-positions
-    are `_HUGE` where the draw runs past the row's words.
+    A row is the seed's stream read as u64s from its cursor, and a position is a flat slot
+    index `row * width + slot`. Lengths and counts are in u64s. Lengths, counts and
+    next-positions are `_HUGE` or more where the draw runs past the row's slots.
     """
 
     width: int
     normal: np.ndarray       # f64: the StandardNormal drawn from here
-    length: np.ndarray       # int64: words that normal consumes
-    count: np.ndarray        # int64: the Poisson count drawn from here (consumes 2 * (count + 1))
+    length: np.ndarray       # int32: u64s that normal consumes
+    count: np.ndarray        # int32: the Poisson count drawn from here (consumes count + 1)
     is_buy: np.ndarray       # bool: gen_bool(0.5) drawn from here
     next_order: np.ndarray   # int64: position after an order (side, then log-normal) from here
     next_step: np.ndarray    # int64: position after a whole step from here
 
 
-def _window_tables(words: np.ndarray, exp_lambda: np.ndarray) -> _Window:
-    rows, n_words = words.shape
-    width = n_words + _PAD
+def _window_tables(bits2: np.ndarray, n: int, exp_lambda: np.ndarray) -> _Window:
+    """Tables for u64 slots `bits2` [rows, n + _PAD] (the last `_PAD` columns are not stream)."""
+    rows, width = bits2.shape
     size = rows * width
-    w64 = np.zeros((rows, width + 1), dtype=np.uint64)
-    w64[:, :n_words] = words
-    bits = (w64[:, :-1] | (w64[:, 1:] << np.uint64(32))).reshape(size)
-    del w64
-    has_u64 = np.zeros((rows, width), dtype=bool)
-    has_u64[:, : n_words - 1] = True
-    has_u64 = has_u64.reshape(size)
-    u01 = (bits >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))  # Standard f64
+    bits = bits2.reshape(size)
+    u01_2 = (bits2 >> np.uint64(11)).astype(np.float64)
+    u01_2 *= 1.0 / (1 << 53)  # Standard f64: 53 high bits, exact
+    u01_2[:, n:] = np.nan  # past the window: every comparison fails, nothing resolves
+    u01 = u01_2.reshape(size)
 
-    # StandardNormal: rand_distr's ziggurat
-    layer = (bits & np.uint64(0xFF)).astype(np.intp)
-    u = ((bits >> np.uint64(12)) | _EXP_2_4).view(np.float64) - 3.0
-    x = u * _X[layer]
-    normal = x.copy()
-    length = np.full(size, _HUGE, dtype=np.int64)
-    fast = has_u64 & (np.abs(x) < _X[layer + 1])
-    length[fast] = 2
-    slow = np.flatnonzero(has_u64 & ~fast)
+    # StandardNormal: rand_distr's ziggurat. Fast path: one u64, |u * X[i]| < X[i + 1].
+    layer = (bits & np.uint64(0xFF)).view(np.int64)
+    u = ((bits >> np.uint64(12)) | _EXP_2_4).view(np.float64)
+    u -= 3.0
+    normal = _X.take(layer)
+    normal *= u
+    fast = np.abs(normal) < _X_NEXT.take(layer)
+    fast.reshape(rows, width)[:, n:] = False
+    length = np.where(fast, np.int32(1), np.int32(_HUGE))
+    slow = np.flatnonzero(~fast)
     del fast
-    wedge = slow[(layer[slow] != 0) & has_u64[slow + 2]]
-    xs, ls = x[wedge], layer[wedge]
+    slow = slow[slow % width < n]
+    slow_layer = layer[slow]
+    wedge = slow[slow_layer != 0]
+    xs, ls = normal[wedge], slow_layer[slow_layer != 0]
     density = np.fromiter(map(math.exp, ((-xs) * xs / 2.0).tolist()), np.float64, xs.size)
-    accept = _F[ls + 1] + (_F[ls] - _F[ls + 1]) * u01[wedge + 2] < density
-    length[wedge[accept]] = 4
-    rejected = wedge[~accept]
-    _tails(slow[layer[slow] == 0], bits, u, has_u64, normal, length)
-    # A rejected wedge test restarts the draw 4 words on: resolve those chains back to front.
+    accept = _F[ls + 1] + (_F[ls] - _F[ls + 1]) * u01[wedge + 1] < density
+    length[wedge[accept]] = 2
+    rejected = wedge[~accept & (wedge % width < n - 1)]
+    _tails(slow[slow_layer == 0], bits, u, width, n, normal, length)
+    del layer, u
+    # A rejected wedge test restarts the draw 2 slots on: resolve those chains back to front.
     pending = np.zeros(size, dtype=bool)
     pending[rejected] = True
     while rejected.size:
-        target = rejected + 4
+        target = rejected + 2
         ready = ~pending[target]
         done, target = rejected[ready], target[ready]
-        length[done] = np.where(length[target] >= _HUGE, _HUGE, length[target] + 4)
+        length[done] = np.minimum(length[target], _HUGE - 2) + 2
         normal[done] = normal[target]
         pending[done] = False
         rejected = rejected[~ready]
-    del x, u, layer, pending
+    del pending
 
-    # Poisson, Knuth's method: multiply uniforms until the product is <= exp(-lambda)
-    count = np.full(size, _HUGE, dtype=np.int64)
-    live = np.flatnonzero(has_u64)
+    # Poisson, Knuth's method: the count is the first k with u[0] * ... * u[k] <= exp(-lambda).
+    # Products only shrink, so over the first rounds (whole rows, shifted slices) the count is
+    # the number of products still above the threshold; the few longer ones go on alone.
+    threshold = exp_lambda[:, None]
+    product = u01_2.copy()
+    count2 = np.zeros((rows, width), dtype=np.int32)
+    rounds = min(3, _PAD)
+    for k in range(1, rounds + 1):
+        count2 += product > threshold
+        product[:, : width - k] *= u01_2[:, k:]
+    open2 = ~(product <= threshold)
+    count2[open2] = _HUGE
+    count = count2.reshape(size)
+    open2[:, n:] = False
+    live = np.flatnonzero(open2)
+    del open2
+    product = product.reshape(size)[live]
     threshold = np.repeat(exp_lambda, width)[live]
-    product = u01[live]  # 1.0 * u
-    k = 0
+    k = rounds + 1
     while live.size:
+        nxt = live + k
+        fits = nxt % width < n
+        live, product, threshold, nxt = live[fits], product[fits], threshold[fits], nxt[fits]
+        product = product * u01[nxt]
         stop = product <= threshold
         count[live[stop]] = k
         live, product, threshold = live[~stop], product[~stop], threshold[~stop]
         k += 1
-        nxt = live + 2 * k
-        fits = has_u64[nxt]
-        live, product, threshold, nxt = live[fits], product[fits], threshold[fits], nxt[fits]
-        product = product * u01[nxt]
-    del u01, threshold, product
+    del u01, u01_2, product, threshold
 
     is_buy = bits < _HALF_U64
-    del bits
+    # Positions at or past _HUGE mean "not in this window"; take(mode="clip") maps them to the
+    # last slot, which is padding and unresolved, so they stay there.
     pos = np.arange(size, dtype=np.int64)
     # an order: the side (one u64), then the normal of its log-normal size
-    after_side = np.minimum(pos + 2, size - 1)
-    next_order = np.where(has_u64 & (length[after_side] < _HUGE), pos + 2 + length[after_side], _HUGE)
+    next_order = np.empty(size, dtype=np.int64)
+    np.add(pos[1:], length[1:], out=next_order[:-1])
+    next_order[-1] = _HUGE
     # a step: the GBM normal, the Poisson count, then that many orders
-    a = pos + length
+    a = pos
+    a += length
     c = count.take(a, mode="clip")
-    end = np.where(c < _HUGE, a + 2 * c + 2, _HUGE)
-    chain = np.flatnonzero((c > 0) & (end < _HUGE))
+    end = a
+    end += c
+    end += 1
+    chain = np.flatnonzero(c > 0)
+    chain = chain[end[chain] < _HUGE]
     at, left = end[chain], c[chain]
     while chain.size:
         at = next_order.take(at, mode="clip")
-        left = left - 1
+        left -= 1
         fin = (left == 0) | (at >= _HUGE)
         end[chain[fin]] = at[fin]
-        chain, at, left = chain[~fin], at[~fin], left[~fin]
-    next_step = np.where(end < _HUGE, end, _HUGE)
-    return _Window(width, normal, length, count, is_buy, next_order, next_step)
+        keep = ~fin
+        chain, at, left = chain[keep], at[keep], left[keep]
+    return _Window(width, normal, length, count, is_buy, next_order, end)
 
 
-def _tails(tail: np.ndarray, bits: np.ndarray, u: np.ndarray, has_u64: np.ndarray,
+def _tails(tail: np.ndarray, bits: np.ndarray, u: np.ndarray, width: int, n: int,
            normal: np.ndarray, length: np.ndarray) -> None:
     """The ziggurat's base layer (i == 0): Open01 pairs from the tail until one is accepted."""
-    if tail.size == 0:
-        return
     x = np.ones(tail.size)
     y = np.zeros(tail.size)
-    at = tail + 2
+    at = tail + 1
     live = np.arange(tail.size)
     while live.size:
-        ok = has_u64[at[live]] & has_u64[at[live] + 2]
-        live = live[ok]  # the others run past the window: left unresolved
+        live = live[at[live] % width < n - 1]  # a pair past the window: left unresolved
         if live.size == 0:
             break
-        pair = np.stack([at[live], at[live] + 2])
+        pair = np.stack([at[live], at[live] + 1])
         open01 = ((bits[pair] >> np.uint64(12)) | _EXP_1_2).view(np.float64) - (1.0 - _HALF_EPS)
         logs = np.fromiter(map(math.log, open01.ravel().tolist()), np.float64, open01.size)
         logs = logs.reshape(2, live.size)
         x[live] = logs[0] / ZIG_R
         y[live] = logs[1]
-        at[live] += 4
+        at[live] += 2
         again = -2.0 * y[live] < x[live] * x[live]
         done = live[~again]
         j = tail[done]
@@ -397,27 +424,49 @@ class _Out:
             self.normal = np.pad(self.normal, ((0, 0), (0, new - cap)))
 
 
+def _as_u64(words: np.ndarray, parity: np.ndarray, n: int) -> np.ndarray:
+    """Each row's words as n u64s (low word first) from word `parity` (0 or 1), then _PAD zeros."""
+    slots = np.zeros((words.shape[0], n + _PAD), dtype=np.uint64)
+    for p in (0, 1):
+        rows = np.flatnonzero(parity == p)
+        if rows.size == 0:
+            continue
+        if sys.byteorder == "little":  # a u64 read of two words is exactly low | high << 32
+            slots[rows, :n] = np.ascontiguousarray(words[rows, p : p + 2 * n]).view(np.uint64)
+        else:
+            low = words[rows, p : p + 2 * n : 2].astype(np.uint64)
+            high = words[rows, p + 1 : p + 2 * n + 1 : 2].astype(np.uint64)
+            slots[rows, :n] = low | (high << np.uint64(32))
+    return slots
+
+
 def _walk_round(streams: Keystreams, out: _Out, seeds: np.ndarray, exp_lambda: np.ndarray,
                 steps: int, n_words: int) -> np.ndarray:
-    """Advances `seeds` through as many steps as their windows hold; returns steps made per seed."""
+    """Moves `seeds` through as many steps as their windows hold; returns the steps per seed."""
     words, start = streams.window(seeds, n_words)
-    tab = _window_tables(words, exp_lambda[seeds])
+    n_slots = n_words // 2 - 1
+    tab = _window_tables(_as_u64(words, start % 2, n_slots), n_slots, exp_lambda[seeds])
     del words
     rows = seeds.size
     left = steps - out.done[seeds]
-    pos = np.arange(rows, dtype=np.int64) * tab.width + start
+    pos = np.arange(rows, dtype=np.int64) * tab.width + start // 2
     first = pos.copy()
     made = np.zeros(rows, dtype=np.int64)
-    visited = np.empty((n_words // 4 + 2, rows), dtype=np.int64)
+    visited = np.empty((n_slots // 2 + 1, rows), dtype=np.int64)  # a step takes >= 2 u64s
+    may_finish = bool(np.min(left) < visited.shape[0])
+    nxt = np.empty(rows, dtype=np.int64)
+    ok = np.empty(rows, dtype=bool)
     for it in range(visited.shape[0]):
-        nxt = tab.next_step.take(pos)
-        ok = (nxt < _HUGE) & (made < left)
-        if not ok.any():
-            break
+        tab.next_step.take(pos, out=nxt)
+        np.less(nxt, _HUGE, out=ok)
+        if may_finish:
+            ok &= made < left
         visited[it] = pos
-        pos = np.where(ok, nxt, pos)
+        np.copyto(pos, nxt, where=ok)
         made += ok
-    streams.advance(seeds, pos - first)
+        if it % 8 == 7 and not ok.any():
+            break
+    streams.advance(seeds, 2 * (pos - first))
 
     # Read off the values at the visited positions (entries seed-major, steps in order).
     take = np.arange(visited.shape[0])[None, :] < made[:, None]
@@ -437,17 +486,18 @@ def _walk_round(streams: Keystreams, out: _Out, seeds: np.ndarray, exp_lambda: n
         slot = out.n_orders[order_seed] + np.arange(total) - first_order
         out.reserve(int(slot.max()) + 1)
         entry_first = np.cumsum(c) - c  # index of each step's first order in this round
-        at = a + 2 * c + 2
+        order_pos = np.empty(total, dtype=np.int64)
+        at = a + c + 1
         live = np.flatnonzero(c > 0)
         k = 0
         while live.size:
             o = at[live]
-            dest = entry_first[live] + k
-            out.is_buy[order_seed[dest], slot[dest]] = tab.is_buy[o]
-            out.normal[order_seed[dest], slot[dest]] = tab.normal[o + 2]
-            at[live] = tab.next_order[o]
+            order_pos[entry_first[live] + k] = o
+            at[live] = tab.next_order.take(o)
             k += 1
             live = live[c[live] > k]
+        out.is_buy[order_seed, slot] = tab.is_buy.take(order_pos)
+        out.normal[order_seed, slot] = tab.normal.take(order_pos + 1)
         out.n_orders[seeds] += per_row
     out.done[seeds] += made
     return made
@@ -528,7 +578,9 @@ def _generate_group(seed_arr: np.ndarray, steps: int, budget: int) -> Tape:
     mu = np.array([math.log(m) - 0.5 * SIGMA_LN * SIGMA_LN for m in size_mean.tolist()])
     order_size = np.zeros((n, width))
     z = out.normal[:, :width][has]
-    order_size[has] = musl_math.exp(np.repeat(mu, out.n_orders) + SIGMA_LN * z)
+    exponent = np.repeat(mu, out.n_orders) + SIGMA_LN * z
+    order_size[has] = np.concatenate(  # in cache-sized pieces: musl_math.exp makes many passes
+        [musl_math.exp(exponent[i : i + 65536]) for i in range(0, exponent.size, 65536)] or [z])
     order_is_buy = np.where(has, out.is_buy[:, :width], False)
 
     order_start = np.zeros((n, steps + 1), dtype=np.int64)
