@@ -9,7 +9,7 @@ first N seeds.
     python benchmarks/bench_simulate.py --simulations 100000 --reuse-tapes 10000 --official-sims 0
 
 `--reuse-tapes K` builds K distinct seeds' tapes and tiles them to the requested count: the
-simulation's cost does not depend on the values, and tape generation (a CPU job, ~36 ms per
+simulation's cost does not depend on the values, and tape generation (a CPU job, ~10 ms per
 seed) would otherwise dominate a very large GPU run. Results are not written.
 """
 
