@@ -72,7 +72,7 @@ def _dlopen(path: Path):
 
 
 class NativeStrategy:
-    """A loaded strategy library. Only the scoring workers and `validate` hold one."""
+    """A loaded strategy library, held by the scoring workers and by NativePool callbacks."""
 
     def __init__(self, path: Path, label: str | None = None):
         self.path = Path(path)
@@ -92,18 +92,6 @@ class NativeStrategy:
         n = self._get_name(buf, MAX_NAME)
         return bytes(ffi.buffer(buf, min(n, MAX_NAME))).decode("utf-8", errors="replace")
 
-    def raw_name(self) -> bytes:
-        """The name bytes and the length the strategy claimed, for validation."""
-        buf = ffi.new("uint8_t[]", MAX_NAME)
-        n = self._get_name(buf, MAX_NAME)
-        return bytes(ffi.buffer(buf, min(n, MAX_NAME))), int(n)
-
-    def compute_swap(self, is_buy: bool, amount: int, reserve_x: int, reserve_y: int,
-                     storage: bytes = bytes(STORAGE_SIZE)) -> int:
-        """One quote with the reference's 1049-byte payload."""
-        payload = compute_swap_payload(is_buy, amount, reserve_x, reserve_y, storage)
-        return int(self._compute(ffi.from_buffer(payload), len(payload)))
-
     def call_compute(self, payload: np.ndarray) -> int:
         """compute_swap on a contiguous NumPy payload (no copy)."""
         return int(self._compute(ffi.cast("uint8_t *", payload.ctypes.data), payload.nbytes))
@@ -112,10 +100,6 @@ class NativeStrategy:
         """after_swap on a NumPy payload; `storage` (u8[1024], contiguous) is updated in place."""
         self._after(ffi.cast("uint8_t *", payload.ctypes.data), payload.nbytes,
                     ffi.cast("uint8_t *", storage.ctypes.data))
-
-    def after_swap(self, payload: bytes, storage: bytearray) -> None:
-        """Calls the after-swap hook with `payload`; `storage` is updated in place."""
-        self._after(ffi.from_buffer(payload), len(payload), ffi.from_buffer(storage))
 
     @property
     def pool(self) -> tuple[int, int]:
@@ -129,13 +113,6 @@ def _has_symbol(lib, name: str) -> bool:
         return True
     except (AttributeError, NotImplementedError):
         return False
-
-
-def compute_swap_payload(is_buy: bool, amount: int, reserve_x: int, reserve_y: int,
-                         storage: bytes) -> bytes:
-    """tag u8 | input u64 | reserve_x u64 | reserve_y u64 | storage[1024]  (1049 bytes)."""
-    head = np.array([amount, reserve_x, reserve_y], dtype="<u8").tobytes()
-    return bytes([0 if is_buy else 1]) + head + bytes(storage)
 
 
 @dataclass(frozen=True)

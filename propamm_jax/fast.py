@@ -29,7 +29,8 @@ import numpy as np
 from jax import lax
 
 from propamm_jax.config import SimConfig
-from propamm_jax.solvers.closed_form import cpamm_out, optimal_arbitrage, reference_router_split
+from propamm_jax.solvers.closed_form import (
+    cpamm_out, optimal_arbitrage, pro_rata_split, reference_router_split)
 
 SCALE_F = 1e9
 
@@ -143,7 +144,7 @@ def _reference_split(total, r_in, r_out, gamma, spot_floor, is_sell):
     truncated to an integer (fees vanish in the rounding), for a buy it is 0, so a buy is
     always split pro rata.
     """
-    pro_rata = total * r_in / jnp.sum(r_in)
+    pro_rata = pro_rata_split(total, r_in)
     lam = 0.75 * jnp.max(spot_floor)
     safe_lam = jnp.maximum(lam, 1e-300)
     absorb = (jnp.sqrt(gamma * r_out * r_in / safe_lam) - r_in) / gamma
