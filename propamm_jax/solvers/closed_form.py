@@ -46,23 +46,33 @@ def equimarginal_split(total, r_in, r_out, gamma):
 
     Maximises sum_i out_i(x_i) subject to sum_i x_i = total, x_i >= 0. At the optimum every
     active pool has the same marginal output `lam`; with `s = lam ** -0.5` the allocation is
-    `x_i = sqrt(R_out R_in / g) * s - R_in / g`. The active set is the k pools with the highest
-    marginal at zero, for the largest k that keeps every allocation positive.
+    `x_i = a_i s - b_i`, `a_i = sqrt(R_out R_in / g)`, `b_i = R_in / g`, and pool i is active
+    when `s` exceeds its threshold `t_i = b_i / a_i`. Candidate active sets are "every pool
+    whose threshold is at most t_j"; the optimum is the largest candidate whose level exceeds
+    its own threshold, which is also the candidate with the lowest level. Pairwise masks
+    instead of a sort: XLA's CPU sort and scatter cost more
+    than the whole rest of a simulation step for a handful of pools.
     """
-    m0 = gamma * r_out / r_in
-    order = jnp.argsort(-m0)
-    a = jnp.sqrt(r_out * r_in / gamma)[order]
-    b = (r_in / gamma)[order]
-    threshold = jnp.sqrt(r_in / (gamma * r_out))[order]  # s must exceed this to be active
-    s_k = (total + jnp.cumsum(b)) / jnp.cumsum(a)
-    valid = s_k > threshold
-    # The active set is a prefix: take the longest valid prefix (k >= 1 always valid).
-    k = jnp.sum(jnp.cumprod(valid.astype(jnp.int32)))
-    k = jnp.maximum(k, 1)
-    s = s_k[k - 1]
-    x_sorted = jnp.where(jnp.arange(a.shape[0]) < k, a * s - b, 0.0)
-    x_sorted = jnp.maximum(x_sorted, 0.0)
-    return jnp.zeros_like(x_sorted).at[order].set(x_sorted)
+    s, a, b = water_level(total, r_in, r_out, gamma)
+    return jnp.maximum(a * s - b, 0.0)
+
+
+def water_level(total, r_in, r_out, gamma):
+    """The equimarginal optimum's level `s = lam ** -0.5` and the pools' `a`, `b` (see
+    `equimarginal_split`)."""
+    a = jnp.sqrt(r_out * r_in / gamma)
+    b = r_in / gamma
+    t = b / a
+    n = t.shape[-1]
+    idx = jnp.arange(n)
+    # member[j, i]: pool i belongs to candidate set j (ties broken by index).
+    member = (t[None, :] < t[:, None]) | ((t[None, :] == t[:, None]) & (idx[None, :] <= idx[:, None]))
+    s_j = (total + jnp.sum(jnp.where(member, b[None, :], 0.0), axis=-1)) / jnp.sum(
+        jnp.where(member, a[None, :], 0.0), axis=-1)
+    # Every candidate's level is at least the optimum's (its pools alone must absorb `total`,
+    # and adding the others' positive parts only overshoots), and the optimum's own set
+    # reaches it: the level is the minimum over candidates. No argmax, no gather.
+    return jnp.min(s_j, axis=-1), a, b
 
 
 def pro_rata_split(total, r_in):
@@ -73,49 +83,49 @@ def pro_rata_split(total, r_in):
 __all__ = ["cpamm_out", "optimal_arbitrage", "equimarginal_split", "pro_rata_split"]
 
 
-def _fd_allocation(lam, r_in, r_out, gamma, step_rel: float, step_abs: float):
+def _fd_allocation(level, r_in, r_out, gamma, step_rel: float, step_abs: float):
     """Input at which a pool's forward-difference marginal (step `step_rel * x + step_abs`)
-    equals `lam`, clipped to [0, 0.9 * r_in], and its derivative with respect to log(lam).
+    equals `lam = level ** -2`, clipped to [0, 0.9 * r_in], and its derivative with respect to
+    `level` (in which the allocation is nearly linear, so Newton converges in a few steps).
 
     The marginal is `g R_out R_in / (u (a u - c))` with `u = r_in + g x`, `a = 1 + step_rel`,
     `c = step_rel r_in - g step_abs`: setting it to `lam` is a quadratic in `u`.
     """
-    k = gamma * r_out * r_in / lam
+    k = gamma * r_out * r_in * (level * level)
     a = 1.0 + step_rel
     c = step_rel * r_in - gamma * step_abs
     root = jnp.sqrt(c * c + 4.0 * a * k)
     u = (c + root) / (2.0 * a)
     x = (u - r_in) / gamma
-    m_zero = gamma * r_out / (r_in + gamma * step_abs)
-    inside = (m_zero >= lam) & (x > 0.0) & (x < 0.9 * r_in)
-    dx_dlog = jnp.where(inside, -k / (gamma * root), 0.0)  # d x / d log(lam)
-    return jnp.where(m_zero < lam, 0.0, jnp.clip(x, 0.0, 0.9 * r_in)), dx_dlog
+    # m_zero >= lam  <=>  gamma r_out level^2 >= r_in + gamma step_abs
+    open_ = gamma * r_out * (level * level) >= r_in + gamma * step_abs
+    inside = open_ & (x > 0.0) & (x < 0.9 * r_in)
+    dx_dlevel = jnp.where(inside, 2.0 * k / (gamma * root * level), 0.0)
+    return jnp.where(open_, jnp.clip(x, 0.0, 0.9 * r_in), 0.0), dx_dlevel
 
 
 def reference_router_split(total, r_in, r_out, gamma, step_rel: float = 0.001,
-                           step_abs: float = 0.001):
+                           step_abs: float = 0.001, newton_steps: int = 3):
     """Where the corrected reference router lands for constant-product pools.
 
     That router equalises forward-difference marginals `(f(x + d) - f(x)) / d` with
     `d = 0.001 x + 0.001`, not derivatives, then rescales to the order size; the constant part
-    of the step shifts small allocations by several percent. The shadow price solves
-    `sum_i x_i(lam) = total`: Newton steps from the exact equimarginal price, differentiated
+    of the step shifts small allocations by several percent. The common level solves
+    `sum_i x_i(level) = total`: Newton steps from the exact equimarginal level, differentiated
     implicitly (`lax.custom_root`), never through the iterations.
     """
-    exact = equimarginal_split(total, r_in, r_out, gamma)
-    top = jnp.argmax(exact)
-    lam0 = gamma[top] * r_out[top] * r_in[top] / (r_in[top] + gamma[top] * exact[top]) ** 2
+    level0, _, _ = water_level(total, r_in, r_out, gamma)
 
-    def excess(log_lam):
-        alloc, _ = _fd_allocation(jnp.exp(log_lam), r_in, r_out, gamma, step_rel, step_abs)
+    def excess(level):
+        alloc, _ = _fd_allocation(level, r_in, r_out, gamma, step_rel, step_abs)
         return jnp.sum(alloc) - total
 
     def newton(f, x0):
         # f is `excess`; its slope is analytic, so no autodiff inside the iterations.
-        for _ in range(3):
-            alloc, slope = _fd_allocation(jnp.exp(x0), r_in, r_out, gamma, step_rel, step_abs)
+        for _ in range(newton_steps):
+            alloc, slope = _fd_allocation(x0, r_in, r_out, gamma, step_rel, step_abs)
             slope = jnp.sum(slope)
-            flat = jnp.abs(slope) < 1e-300  # no pool active: nothing to move
+            flat = slope <= 0.0  # no pool strictly inside: nothing to move
             x0 = x0 - jnp.where(flat, 0.0, (jnp.sum(alloc) - total) / jnp.where(flat, 1.0, slope))
         return x0
 
@@ -124,8 +134,8 @@ def reference_router_split(total, r_in, r_out, gamma, step_rel: float = 0.001,
         flat = jnp.abs(slope) < 1e-300
         return jnp.where(flat, 0.0, y / jnp.where(flat, 1.0, slope))
 
-    log_lam = lax.custom_root(excess, jnp.log(lam0), newton, tangent_solve)
-    raw, _ = _fd_allocation(jnp.exp(log_lam), r_in, r_out, gamma, step_rel, step_abs)
+    level = lax.custom_root(excess, level0, newton, tangent_solve)
+    raw, _ = _fd_allocation(level, r_in, r_out, gamma, step_rel, step_abs)
     caps = 0.9 * r_in
     raw = jnp.where(jnp.sum(caps) <= total, caps, raw)  # everything capped: pro rata to caps
     raw_sum = jnp.sum(raw)
