@@ -41,7 +41,7 @@ def main() -> int:
 
     jax.config.update("jax_enable_x64", True)
     from propamm_jax.config import SimConfig
-    from propamm_jax.fast import build_events, build_market, simulate_fast
+    from propamm_jax.fast import build_events, build_market, simulate_batch
     from propamm_jax.simulate import _pad, parse_pool
     from propamm_jax.tape_cache import cached_tape
 
@@ -62,8 +62,7 @@ def main() -> int:
     prep = time.perf_counter() - start
     print(f"tapes + events for {distinct} seeds: {prep:.1f} s", flush=True)
 
-    run = jax.jit(jax.vmap(lambda m, e, p: simulate_fast(pools, p, config, args.profile, m, e),
-                           in_axes=(0, 0, None)))
+    run = jax.jit(lambda m, e, p: simulate_batch(pools, p, config, args.profile, m, e))
     batch = min(args.batch_size, args.simulations)
 
     def rows(lo: int):

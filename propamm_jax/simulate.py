@@ -93,7 +93,7 @@ def simulate(pools: Sequence[str | PoolSpec], config: SimConfig | None = None,
     """Simulates parametric pools (plus the normalizer) over `seeds` on the fast path."""
     import jax
 
-    from propamm_jax.fast import build_events, build_market, simulate_fast
+    from propamm_jax.fast import build_events, build_market, simulate_batch
     from propamm_jax.tape import parse_seed
     from propamm_jax.tape_cache import cached_tape
 
@@ -114,8 +114,7 @@ def simulate(pools: Sequence[str | PoolSpec], config: SimConfig | None = None,
     np_dtype = np.float64 if dtype == "float64" else np.float32
     objs = [s.pool for s in specs]
     params = [jax.tree_util.tree_map(lambda a: a.astype(np_dtype), s.params) for s in specs]
-    run = jax.jit(jax.vmap(lambda m, e, prm: simulate_fast(objs, prm, config, profile, m, e),
-                           in_axes=(0, 0, None)))
+    run = jax.jit(lambda m, e, prm: simulate_batch(objs, prm, config, profile, m, e))
     n_epochs_done = (config.steps - 1) // config.epoch_len
     bar = _bar(len(seed_list), progress)
     sims: list[dict] = []

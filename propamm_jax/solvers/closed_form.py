@@ -4,7 +4,9 @@ A pool quotes `out(x) = R_out * g * x / (R_in + g * x)` with `g = 1 - fee`. Ever
 a closed form (square roots and a water-filling active set), so gradients with respect to fees
 and reserves are exact and cheap: no gradient ever flows through a bisection loop.
 
-Amounts are unscaled f64 (1.0 = one unit, not 1e9 nano-units).
+Amounts are unscaled f64 (1.0 = one unit, not 1e9 nano-units). Per-pool arrays have the pool
+axis FIRST and may carry trailing batch axes (`[pools, sims]`): the batch engine keeps the
+simulations on the minor axis, where every operation is one long contiguous vector.
 """
 
 from __future__ import annotations
@@ -19,26 +21,28 @@ def cpamm_out(x, r_in, r_out, gamma):
     return r_out * eff / (r_in + eff)
 
 
-def optimal_arbitrage(rx, ry, fair, gamma_buy, gamma_sell):
+def optimal_arbitrage(rx, ry, fair, gamma_buy, gamma_sell, max_in_frac: float = 0.9):
     """The profit-maximising arbitrage against one pool at the fair price.
 
     Returns (is_buy, amount_in, amount_out, profit). `is_buy`: the arbitrageur buys X (pays
     Y), which pays only when `gamma_buy * fair > spot`; selling X pays when
-    `gamma_sell * spot > fair`. At most one of the two holds.
+    `gamma_sell * spot > fair`. At most one of the two holds, so only that direction is
+    computed: with `q` the output's value in input units, `max q out(x) - x` is reached at
+    `x = (sqrt(g R_out R_in q) - R_in) / g`. The input is capped at `max_in_frac` of the
+    input reserve, as the engine caps every trade.
     """
     spot = ry / rx
     buy = gamma_buy * fair > spot
-    # Buying X: maximise fair * out_x(y) - y.
-    y_star = (jnp.sqrt(fair * gamma_buy * rx * ry) - ry) / gamma_buy
-    # Selling X: maximise out_y(x) - fair * x.
-    x_star = (jnp.sqrt(gamma_sell * rx * ry / fair) - rx) / gamma_sell
     sell = gamma_sell * spot > fair
-    amount_in = jnp.where(buy, jnp.maximum(y_star, 0.0), jnp.where(sell, jnp.maximum(x_star, 0.0), 0.0))
-    out_buy = cpamm_out(amount_in, ry, rx, gamma_buy)
-    out_sell = cpamm_out(amount_in, rx, ry, gamma_sell)
-    amount_out = jnp.where(buy, out_buy, out_sell)
+    g = jnp.where(buy, gamma_buy, gamma_sell)
+    r_in = jnp.where(buy, ry, rx)
+    r_out = jnp.where(buy, rx, ry)
+    q = jnp.where(buy, fair, 1.0 / fair)
+    x_star = (jnp.sqrt(g * r_out * r_in * q) - r_in) / g
+    amount_in = jnp.where(buy | sell, jnp.clip(x_star, 0.0, max_in_frac * r_in), 0.0)
+    amount_out = cpamm_out(amount_in, r_in, r_out, g)
     profit = jnp.where(buy, fair * amount_out - amount_in, amount_out - fair * amount_in)
-    return buy, amount_in, amount_out, jnp.where(buy | sell, profit, 0.0)
+    return buy, amount_in, amount_out, profit
 
 
 def equimarginal_split(total, r_in, r_out, gamma):
@@ -63,21 +67,22 @@ def water_level(total, r_in, r_out, gamma):
     a = jnp.sqrt(r_out * r_in / gamma)
     b = r_in / gamma
     t = b / a
-    n = t.shape[-1]
-    idx = jnp.arange(n)
+    n = t.shape[0]
+    idx = jnp.arange(n).reshape((n,) + (1,) * (t.ndim - 1))
     # member[j, i]: pool i belongs to candidate set j (ties broken by index).
-    member = (t[None, :] < t[:, None]) | ((t[None, :] == t[:, None]) & (idx[None, :] <= idx[:, None]))
-    s_j = (total + jnp.sum(jnp.where(member, b[None, :], 0.0), axis=-1)) / jnp.sum(
-        jnp.where(member, a[None, :], 0.0), axis=-1)
+    ti, tj = t[None], t[:, None]
+    member = (ti < tj) | ((ti == tj) & (idx[None] <= idx[:, None]))
+    s_j = (total + jnp.sum(jnp.where(member, b[None], 0.0), axis=1)) / jnp.sum(
+        jnp.where(member, a[None], 0.0), axis=1)
     # Every candidate's level is at least the optimum's (its pools alone must absorb `total`,
     # and adding the others' positive parts only overshoots), and the optimum's own set
     # reaches it: the level is the minimum over candidates. No argmax, no gather.
-    return jnp.min(s_j, axis=-1), a, b
+    return jnp.min(s_j, axis=0), a, b
 
 
 def pro_rata_split(total, r_in):
     """The reference router's split for ordinary orders: pro rata to input-side reserves."""
-    return total * r_in / jnp.sum(r_in)
+    return total * r_in / jnp.sum(r_in, axis=0)
 
 
 __all__ = ["cpamm_out", "optimal_arbitrage", "equimarginal_split", "pro_rata_split"]
@@ -118,15 +123,16 @@ def reference_router_split(total, r_in, r_out, gamma, step_rel: float = 0.001,
 
     def excess(level):
         alloc, _ = _fd_allocation(level, r_in, r_out, gamma, step_rel, step_abs)
-        return jnp.sum(alloc) - total
+        return jnp.sum(alloc, axis=0) - total
 
     def newton(f, x0):
         # f is `excess`; its slope is analytic, so no autodiff inside the iterations.
         for _ in range(newton_steps):
             alloc, slope = _fd_allocation(x0, r_in, r_out, gamma, step_rel, step_abs)
-            slope = jnp.sum(slope)
+            slope = jnp.sum(slope, axis=0)
             flat = slope <= 0.0  # no pool strictly inside: nothing to move
-            x0 = x0 - jnp.where(flat, 0.0, (jnp.sum(alloc) - total) / jnp.where(flat, 1.0, slope))
+            x0 = x0 - jnp.where(flat, 0.0,
+                                (jnp.sum(alloc, axis=0) - total) / jnp.where(flat, 1.0, slope))
         return x0
 
     def tangent_solve(g, y):
@@ -137,7 +143,7 @@ def reference_router_split(total, r_in, r_out, gamma, step_rel: float = 0.001,
     level = lax.custom_root(excess, level0, newton, tangent_solve)
     raw, _ = _fd_allocation(level, r_in, r_out, gamma, step_rel, step_abs)
     caps = 0.9 * r_in
-    raw = jnp.where(jnp.sum(caps) <= total, caps, raw)  # everything capped: pro rata to caps
-    raw_sum = jnp.sum(raw)
+    raw = jnp.where(jnp.sum(caps, axis=0) <= total, caps, raw)  # all capped: pro rata to caps
+    raw_sum = jnp.sum(raw, axis=0)
     ok = (raw_sum > 0.0) & (total > 0.0)
     return jnp.where(ok, raw * (total / jnp.where(ok, raw_sum, 1.0)), 0.0)
