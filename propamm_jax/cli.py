@@ -125,7 +125,14 @@ def cmd_score(args) -> int:
 
 
 def _configure_jax() -> None:
-    """The command line owns its process: 64-bit JAX and a persistent compilation cache."""
+    """The command line owns its process: 64-bit JAX, a persistent compilation cache and, on a
+    CPU, one XLA device per core so that batches run on every core."""
+    import os
+
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" not in flags:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={cores or 1}"
     import jax
 
     from propamm_jax.native.build import cache_dir

@@ -17,7 +17,7 @@ from propamm_jax.config import SimConfig, check_profile
 from propamm_jax.errors import PropammError
 from propamm_jax.results import Results
 
-EVENT_BLOCK = 2048  # event sequences are padded to a multiple of this: few distinct shapes
+EVENT_BLOCK = 1024  # event sequences are padded to a multiple of this: few distinct shapes
 
 
 @dataclass(frozen=True)
@@ -88,12 +88,17 @@ def _records(final, tape, rows, labels, n_epochs_done) -> list[dict]:
 
 def simulate(pools: Sequence[str | PoolSpec], config: SimConfig | None = None,
              seeds: Iterable[int] = range(100), profile: str = "corrected",
-             batch_size: int = 500, dtype: str = "float64",
+             batch_size: int = 1000, dtype: str = "float64",
              progress: bool | None = None) -> Results:
-    """Simulates parametric pools (plus the normalizer) over `seeds` on the fast path."""
+    """Simulates parametric pools (plus the normalizer) over `seeds` on the fast path.
+
+    Seeds run in batches of `batch_size`, each split evenly over the local JAX devices (on a
+    CPU, start Python with `XLA_FLAGS=--xla_force_host_platform_device_count=<cores>` to use
+    every core; the `propamm` command does this itself).
+    """
     import jax
 
-    from propamm_jax.fast import build_events, build_market, simulate_batch
+    from propamm_jax.fast import build_events, build_market
     from propamm_jax.tape import parse_seed
     from propamm_jax.tape_cache import cached_tape
 
@@ -104,6 +109,8 @@ def simulate(pools: Sequence[str | PoolSpec], config: SimConfig | None = None,
         raise PropammError("no pool given: pass at least one, e.g. --pool cpamm:30")
     if dtype not in ("float64", "float32"):
         raise PropammError(f"dtype must be float64 or float32, got {dtype!r}")
+    if batch_size < 1:
+        raise PropammError(f"batch_size must be at least 1, got {batch_size}")
     try:
         seed_list = [parse_seed(s) for s in seeds]
     except ValueError as exc:
@@ -112,48 +119,75 @@ def simulate(pools: Sequence[str | PoolSpec], config: SimConfig | None = None,
         raise PropammError("float64 needs 64-bit JAX: call "
                            "jax.config.update('jax_enable_x64', True) first")
     np_dtype = np.float64 if dtype == "float64" else np.float32
-    objs = [s.pool for s in specs]
-    params = [jax.tree_util.tree_map(lambda a: a.astype(np_dtype), s.params) for s in specs]
-    run = jax.jit(lambda m, e, prm: simulate_batch(objs, prm, config, profile, m, e))
+    params = [jax.tree_util.tree_map(lambda a: np.asarray(a, np_dtype), s.params) for s in specs]
+    run = batch_runner([s.pool for s in specs], config, profile)
     n_epochs_done = (config.steps - 1) // config.epoch_len
+    labels = [s.label for s in specs]
+    rows = min(batch_size, len(seed_list))
     bar = _bar(len(seed_list), progress)
     sims: list[dict] = []
     for start in range(0, len(seed_list), batch_size):
         chunk = seed_list[start : start + batch_size]
         tape = cached_tape(chunk, config.steps)
-        events = _pad(build_events(tape, np_dtype), batch_size if len(seed_list) > batch_size else len(chunk))
-        market = _pad(build_market(tape, config, np_dtype), events.step.shape[0])
-        final = run(market, events, params)
-        sims.extend(_records(final, tape, range(len(chunk)), [s.label for s in specs], n_epochs_done))
+        final = run(_pad(build_market(tape, config, np_dtype), rows),
+                    _pad(build_events(tape, np_dtype), rows), params)
+        sims.extend(_records(final, tape, range(len(chunk)), labels, n_epochs_done))
         if bar is not None:
             bar.update(len(chunk))
     if bar is not None:
         bar.close()
-    return Results(engine=profile, config=config, strategies=[s.label for s in specs], sims=sims)
+    return Results(engine=profile, config=config, strategies=labels, sims=sims)
+
+
+def batch_runner(pools: Sequence[Any], config: SimConfig, profile: str):
+    """`run(market, events, params) -> FastState` for one batch (leading axis: simulations),
+    compiled once per shape and split evenly over the local devices when there are several
+    and the batch divides among them."""
+    import jax
+
+    from propamm_jax.fast import simulate_batch
+
+    one = jax.jit(lambda m, e, p: simulate_batch(pools, p, config, profile, m, e))
+    devices = jax.local_devices()
+    if len(devices) == 1:
+        return one
+    many = jax.pmap(lambda m, e, p: simulate_batch(pools, p, config, profile, m, e),
+                    in_axes=(0, 0, None), devices=devices)
+    d = len(devices)
+
+    def run(market, events, params):
+        rows = events.step.shape[0]
+        if rows % d:
+            return one(market, events, params)
+        split = lambda a: a.reshape((d, rows // d) + a.shape[1:])  # noqa: E731
+        final = many(jax.tree_util.tree_map(split, market),
+                     jax.tree_util.tree_map(split, events), params)
+        # Gathered to the host (where the results go anyway), not reshaped on the devices.
+        return jax.tree_util.tree_map(lambda a: np.asarray(a).reshape((rows,) + a.shape[2:]),
+                                      final)
+
+    return run
 
 
 def _pad(tree, rows: int):
     """Pads the batch axis to `rows` (repeating the last row) and, for events, the event axis
     to a multiple of EVENT_BLOCK, so that batches share one compiled program."""
-    import jax
-    import jax.numpy as jnp
-
     from propamm_jax.fast import Events
 
     def pad_rows(a):
+        a = np.asarray(a)
         extra = rows - a.shape[0]
-        return a if extra <= 0 else jnp.concatenate([a, jnp.repeat(a[-1:], extra, axis=0)])
+        return a if extra <= 0 else np.concatenate([a, np.repeat(a[-1:], extra, axis=0)])
 
-    tree = jax.tree_util.tree_map(pad_rows, tree)
+    tree = type(tree)(*(pad_rows(a) for a in tree))
     if isinstance(tree, Events):
         width = tree.step.shape[1]
-        target = -(-width // EVENT_BLOCK) * EVENT_BLOCK
+        extra = -(-width // EVENT_BLOCK) * EVENT_BLOCK - width
         fill = {"step": tree.step[:, -1:], "first": False, "order": False, "last": False,
                 "is_buy": False, "size": 0.0}
-        tree = Events(**{
-            k: jnp.concatenate([v, jnp.broadcast_to(jnp.asarray(fill[k], v.dtype) if k != "step"
-                                                    else fill[k], (v.shape[0], target - width))], 1)
-            for k, v in tree._asdict().items()})
+        tree = Events(**{k: np.concatenate([v, np.broadcast_to(np.asarray(fill[k], v.dtype),
+                                                               (v.shape[0], extra))], axis=1)
+                         for k, v in tree._asdict().items()})
     return tree
 
 

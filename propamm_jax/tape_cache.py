@@ -1,9 +1,14 @@
 """A disk cache of market tapes, one file per (seed, steps).
 
 A tape depends only on its seed and length, so it is generated once and reused by every later
-run, official or fast path. Files live under `<cache>/tapes/v1/<steps>/<seed>.npz` (see
+run, official or fast path. Files live under `<cache>/tapes/v2/<steps>/<seed>.bin` (see
 `propamm_jax.native.build.cache_dir`); set `PROPAMM_NO_TAPE_CACHE=1` to bypass the cache.
 A file that fails to load is regenerated.
+
+A file is one flat little-endian f64 record (read with a single `np.fromfile`, about 20x
+faster than an `.npz`): a header `[MAGIC, steps, orders, sigma, lambda, order_size_mean,
+norm_fee_bps, norm_liquidity_mult]`, then `gbm_factor[steps]`, `order_start[steps + 1]`,
+`order_is_buy[orders]` (0.0 / 1.0) and `order_size[orders]`. Integers up to 2**53 are exact.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ import numpy as np
 
 from propamm_jax.tape import MarketParams, Tape, make_tape, parse_seed
 
-VERSION = "v1"
+VERSION = "v2"
+MAGIC = 0x7A17E5  # marks a complete v2 record
+HEADER = 8
 
 
 def _folder(steps: int) -> Path:
@@ -26,22 +33,34 @@ def _folder(steps: int) -> Path:
     return cache_dir() / "tapes" / VERSION / str(steps)
 
 
-def _save(path: Path, tape: Tape, row: int) -> None:
+def _record(tape: Tape, row: int) -> np.ndarray:
     lo, hi = tape.order_start[row, 0], tape.order_start[row, -1]
     p = tape.params
+    steps = tape.gbm_factor.shape[1]
+    head = [MAGIC, steps, hi - lo, p.sigma[row], p.lam[row], p.order_size_mean[row],
+            p.norm_fee_bps[row], p.norm_liquidity_mult[row]]
+    return np.concatenate([np.asarray(head, np.float64), tape.gbm_factor[row],
+                           (tape.order_start[row] - lo).astype(np.float64),
+                           tape.order_is_buy[row, lo:hi].astype(np.float64),
+                           tape.order_size[row, lo:hi]]).astype("<f8")
+
+
+def _save(path: Path, record: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     with os.fdopen(fd, "wb") as fh:
-        np.savez(fh, params=np.array([p.sigma[row], p.lam[row], p.order_size_mean[row],
-                                      p.norm_fee_bps[row], p.norm_liquidity_mult[row]]),
-                 gbm_factor=tape.gbm_factor[row], order_start=tape.order_start[row] - lo,
-                 order_is_buy=tape.order_is_buy[row, lo:hi], order_size=tape.order_size[row, lo:hi])
+        record.tofile(fh)
     os.replace(tmp, path)
 
 
-def _load(path: Path):
-    with np.load(path) as data:
-        return {k: data[k] for k in data.files}
+def _load(path: Path, steps: int) -> np.ndarray:
+    record = np.fromfile(path, dtype="<f8")
+    if len(record) < HEADER or record[0] != MAGIC or record[1] != steps:
+        raise ValueError(f"{path}: not a v2 tape record of {steps} steps")
+    orders = int(record[2])
+    if len(record) != HEADER + steps + steps + 1 + 2 * orders:
+        raise ValueError(f"{path}: truncated tape record")
+    return record
 
 
 def cached_tape(seeds: Iterable[int], steps: int) -> Tape:
@@ -50,43 +69,40 @@ def cached_tape(seeds: Iterable[int], steps: int) -> Tape:
     if os.environ.get("PROPAMM_NO_TAPE_CACHE"):
         return make_tape(seed_list, steps)
     folder = _folder(steps)
-    rows: dict[int, dict] = {}
+    rows: dict[int, np.ndarray] = {}
     for seed in set(seed_list):
-        path = folder / f"{seed}.npz"
-        if path.exists():
-            try:
-                rows[seed] = _load(path)
-            except (OSError, ValueError, KeyError):
-                pass
+        path = folder / f"{seed}.bin"
+        try:
+            rows[seed] = _load(path, steps)
+        except (OSError, ValueError):
+            pass  # missing or damaged: regenerated below
     missing = sorted(set(seed_list) - set(rows))
     if missing:
         fresh = make_tape(missing, steps)
         for row, seed in enumerate(missing):
+            rows[seed] = _record(fresh, row)
             try:
-                _save(folder / f"{seed}.npz", fresh, row)
+                _save(folder / f"{seed}.bin", rows[seed])
             except OSError:
                 pass  # a read-only cache only costs speed
-            lo, hi = fresh.order_start[row, 0], fresh.order_start[row, -1]
-            p = fresh.params
-            rows[seed] = {
-                "params": np.array([p.sigma[row], p.lam[row], p.order_size_mean[row],
-                                    p.norm_fee_bps[row], p.norm_liquidity_mult[row]]),
-                "gbm_factor": fresh.gbm_factor[row], "order_start": fresh.order_start[row] - lo,
-                "order_is_buy": fresh.order_is_buy[row, lo:hi],
-                "order_size": fresh.order_size[row, lo:hi]}
-    return _assemble(seed_list, [rows[s] for s in seed_list])
+    return _assemble(seed_list, [rows[s] for s in seed_list], steps)
 
 
-def _assemble(seeds: list[int], rows: list[dict]) -> Tape:
-    width = max(1, max(len(r["order_size"]) for r in rows))
-    is_buy = np.zeros((len(rows), width), bool)
-    size = np.zeros((len(rows), width))
-    for i, r in enumerate(rows):
-        is_buy[i, : len(r["order_is_buy"])] = r["order_is_buy"]
-        size[i, : len(r["order_size"])] = r["order_size"]
-    p = np.stack([r["params"] for r in rows])
+def _assemble(seeds: list[int], records: list[np.ndarray], steps: int) -> Tape:
+    orders = np.array([int(r[2]) for r in records], np.int64)
+    width = max(1, int(orders.max()))
+    is_buy = np.zeros((len(records), width), bool)
+    size = np.zeros((len(records), width))
+    gbm = np.empty((len(records), steps))
+    start = np.empty((len(records), steps + 1), np.int64)
+    head = np.stack([r[:HEADER] for r in records])
+    for i, r in enumerate(records):
+        o, k = HEADER + 2 * steps + 1, int(orders[i])
+        gbm[i] = r[HEADER : HEADER + steps]
+        start[i] = r[HEADER + steps : o]
+        is_buy[i, :k] = r[o : o + k] != 0.0
+        size[i, :k] = r[o + k : o + 2 * k]
     return Tape(seeds=np.asarray(seeds, dtype=np.uint64),
-                params=MarketParams(p[:, 0], p[:, 1], p[:, 2], p[:, 3].astype(np.int64), p[:, 4]),
-                gbm_factor=np.stack([r["gbm_factor"] for r in rows]),
-                order_start=np.stack([r["order_start"] for r in rows]).astype(np.int64),
-                order_is_buy=is_buy, order_size=size)
+                params=MarketParams(head[:, 3], head[:, 4], head[:, 5],
+                                    head[:, 6].astype(np.int64), head[:, 7]),
+                gbm_factor=gbm, order_start=start, order_is_buy=is_buy, order_size=size)

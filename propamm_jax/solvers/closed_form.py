@@ -11,8 +11,10 @@ simulations on the minor axis, where every operation is one long contiguous vect
 
 from __future__ import annotations
 
+from functools import partial
+
+import jax
 import jax.numpy as jnp
-from jax import lax
 
 
 def cpamm_out(x, r_in, r_out, gamma):
@@ -61,11 +63,12 @@ def equimarginal_split(total, r_in, r_out, gamma):
     return jnp.maximum(a * s - b, 0.0)
 
 
-def water_level(total, r_in, r_out, gamma):
+def water_level(total, r_in, r_out, gamma, shrink=1.0, shift=0.0):
     """The equimarginal optimum's level `s = lam ** -0.5` and the pools' `a`, `b` (see
-    `equimarginal_split`)."""
-    a = jnp.sqrt(r_out * r_in / gamma)
-    b = r_in / gamma
+    `equimarginal_split`). With `shrink` and `shift` the allocations are
+    `(a s - b - shift) / shrink` instead (any affine map of the exact ones)."""
+    a = jnp.sqrt(r_out * r_in / gamma) / shrink
+    b = (r_in / gamma + shift) / shrink
     t = b / a
     n = t.shape[0]
     idx = jnp.arange(n).reshape((n,) + (1,) * (t.ndim - 1))
@@ -110,40 +113,54 @@ def _fd_allocation(level, r_in, r_out, gamma, step_rel: float, step_abs: float):
 
 
 def reference_router_split(total, r_in, r_out, gamma, step_rel: float = 0.001,
-                           step_abs: float = 0.001, newton_steps: int = 3):
+                           step_abs: float = 0.001, newton_steps: int = 2):
     """Where the corrected reference router lands for constant-product pools.
 
     That router equalises forward-difference marginals `(f(x + d) - f(x)) / d` with
     `d = 0.001 x + 0.001`, not derivatives, then rescales to the order size; the constant part
     of the step shifts small allocations by several percent. The common level solves
-    `sum_i x_i(level) = total`: Newton steps from the exact equimarginal level, differentiated
-    implicitly (`lax.custom_root`), never through the iterations.
+    `sum_i x_i(level) = total` (`fd_level`).
     """
-    level0, _, _ = water_level(total, r_in, r_out, gamma)
-
-    def excess(level):
-        alloc, _ = _fd_allocation(level, r_in, r_out, gamma, step_rel, step_abs)
-        return jnp.sum(alloc, axis=0) - total
-
-    def newton(f, x0):
-        # f is `excess`; its slope is analytic, so no autodiff inside the iterations.
-        for _ in range(newton_steps):
-            alloc, slope = _fd_allocation(x0, r_in, r_out, gamma, step_rel, step_abs)
-            slope = jnp.sum(slope, axis=0)
-            flat = slope <= 0.0  # no pool strictly inside: nothing to move
-            x0 = x0 - jnp.where(flat, 0.0,
-                                (jnp.sum(alloc, axis=0) - total) / jnp.where(flat, 1.0, slope))
-        return x0
-
-    def tangent_solve(g, y):
-        slope = g(jnp.ones_like(y))
-        flat = jnp.abs(slope) < 1e-300
-        return jnp.where(flat, 0.0, y / jnp.where(flat, 1.0, slope))
-
-    level = lax.custom_root(excess, level0, newton, tangent_solve)
+    level = fd_level(total, r_in, r_out, gamma, step_rel, step_abs, newton_steps)
     raw, _ = _fd_allocation(level, r_in, r_out, gamma, step_rel, step_abs)
     caps = 0.9 * r_in
     raw = jnp.where(jnp.sum(caps, axis=0) <= total, caps, raw)  # all capped: pro rata to caps
     raw_sum = jnp.sum(raw, axis=0)
     ok = (raw_sum > 0.0) & (total > 0.0)
     return jnp.where(ok, raw * (total / jnp.where(ok, raw_sum, 1.0)), 0.0)
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(4, 5, 6))
+def fd_level(total, r_in, r_out, gamma, step_rel: float, step_abs: float, newton_steps: int):
+    """The level at which the forward-difference allocations sum to `total`: Newton steps from
+    the midpoint rule's closed form, differentiated implicitly (never through the steps).
+
+    The forward difference is the derivative at `x + d / 2` up to a relative
+    O((d / r_in) ** 2), so the exact water level of the allocations
+    `(a s - b - step_abs / 2) / (1 + step_rel / 2)` starts within about 1e-10 of the root;
+    two steps reach machine precision even where the 0.9 reserve cap binds.
+    """
+    level, _, _ = water_level(total, r_in, r_out, gamma, 1.0 + 0.5 * step_rel, 0.5 * step_abs)
+    for _ in range(newton_steps):
+        alloc, slope = _fd_allocation(level, r_in, r_out, gamma, step_rel, step_abs)
+        slope = jnp.sum(slope, axis=0)
+        flat = slope <= 0.0  # no pool strictly inside: nothing to move
+        level = level - jnp.where(
+            flat, 0.0, (jnp.sum(alloc, axis=0) - total) / jnp.where(flat, 1.0, slope))
+    return level
+
+
+@fd_level.defjvp
+def _fd_level_jvp(step_rel, step_abs, newton_steps, primals, tangents):
+    # Implicit function theorem on F(level, inputs) = sum_i x_i(level, inputs) - total = 0.
+    level = fd_level(*primals, step_rel, step_abs, newton_steps)
+
+    def excess(total, r_in, r_out, gamma):
+        alloc, _ = _fd_allocation(level, r_in, r_out, gamma, step_rel, step_abs)
+        return jnp.sum(alloc, axis=0) - total
+
+    _, d_excess = jax.jvp(excess, primals, tangents)
+    _, slope = _fd_allocation(level, *primals[1:], step_rel, step_abs)
+    slope = jnp.sum(slope, axis=0)
+    flat = slope <= 0.0
+    return level, jnp.where(flat, 0.0, -d_excess / jnp.where(flat, 1.0, slope))
