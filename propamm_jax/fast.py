@@ -107,19 +107,21 @@ def build_events(tape, dtype=np.float64) -> Events:
     out = {k: np.zeros((s, width), bool) for k in ("first", "order", "last", "is_buy")}
     step = np.full((s, width), counts.shape[1] - 1, np.int32)
     size = np.zeros((s, width), dtype)
+    arange = np.arange(counts.shape[1], dtype=np.int32)
     for row in range(s):
         n = int(lengths[row])
-        steps = np.repeat(np.arange(counts.shape[1], dtype=np.int32), per_step[row])
-        ends = np.cumsum(per_step[row])
-        starts = ends - per_step[row]
+        steps = np.repeat(arange, per_step[row])
         step[row, :n] = steps
-        out["first"][row, starts] = True
-        out["last"][row, ends - 1] = True
+        change = steps[1:] != steps[:-1]          # a new step starts at the next event
+        out["first"][row, 0] = True
+        out["first"][row, 1:n] = change
+        out["last"][row, : n - 1] = change
+        out["last"][row, n - 1] = True
         has = counts[row][steps] > 0
         out["order"][row, :n] = has
-        n_orders = int(tape.order_start[row, -1] - tape.order_start[row, 0])
-        out["is_buy"][row, :n][has] = tape.order_is_buy[row, :n_orders]
-        size[row, :n][has] = tape.order_size[row, :n_orders]
+        at = np.flatnonzero(has)
+        out["is_buy"][row, at] = tape.order_is_buy[row, : len(at)]
+        size[row, at] = tape.order_size[row, : len(at)]
     return Events(step, out["first"], out["order"], out["last"], out["is_buy"], size)
 
 
