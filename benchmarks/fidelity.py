@@ -1,0 +1,92 @@
+"""Fidelity of the fast path against official scoring, the issue's acceptance measurement.
+
+Fast-path `cpamm:30` + `cpamm:65` against official scoring of `fixed_30bps.rs` +
+`fixed_65bps.rs` on the same seeds, in each profile. Prints, per strategy and for the
+normalizer, the mean over seeds of |edge_fast - edge_official| / max(|edge_official|, 1), the
+share of seeds where both rank the strategies the same, and the worst seeds.
+
+    python benchmarks/fidelity.py                      # seeds 0..199, both profiles
+    python benchmarks/fidelity.py --seeds 50 --profile corrected
+
+Official results are kept in `<cache>/fidelity/` (keyed by profile, seeds, steps, epoch) so a
+rerun after a fast-path change only re-runs the fast path; `--fresh` ignores them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+STRATEGIES = ROOT / "tests" / "fixtures" / "strategies"
+
+
+def edges(results) -> tuple[np.ndarray, np.ndarray]:
+    """[sims, strategies] final edges and [sims] normalizer edges, in seed order."""
+    sims = sorted(results.sims, key=lambda s: s["seed"])
+    return (np.array([[st["final_edge"] for st in s["strategies"]] for s in sims]),
+            np.array([s["normalizer_edge"] for s in sims]))
+
+
+def compare(fast, official) -> dict:
+    fe, fn = edges(fast)
+    oe, on = edges(official)
+    rel = lambda f, o: np.abs(f - o) / np.maximum(np.abs(o), 1.0)  # noqa: E731
+    per_strategy = rel(fe, oe)
+    norm = rel(fn, on)
+    same_rank = np.all(np.argsort(-fe, axis=1) == np.argsort(-oe, axis=1), axis=1)
+    worst = np.argsort(-per_strategy.max(axis=1))[:5]
+    seeds = sorted(s["seed"] for s in official.sims)
+    return {"mean": list(per_strategy.mean(axis=0)) + [norm.mean()],
+            "same_rank": same_rank.mean(),
+            "worst": [(seeds[i], per_strategy[i].max()) for i in worst]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=10_000)
+    parser.add_argument("--epoch-len", type=int, default=1_000)
+    parser.add_argument("--profile", choices=["reference", "corrected", "both"], default="both")
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--fresh", action="store_true", help="re-run official scoring")
+    args = parser.parse_args()
+
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from propamm_jax.config import SimConfig
+    from propamm_jax.native.build import cache_dir
+    from propamm_jax.results import Results
+    from propamm_jax.scoring import score
+    from propamm_jax.simulate import simulate
+
+    config = SimConfig(steps=args.steps, epoch_len=args.epoch_len)
+    profiles = ["reference", "corrected"] if args.profile == "both" else [args.profile]
+    files = [STRATEGIES / "fixed_30bps.rs", STRATEGIES / "fixed_65bps.rs"]
+    print(f"seeds 0..{args.seeds - 1}, {args.steps} steps, epoch {args.epoch_len}")
+    print(f"{'profile':10s} {'cpamm:30':>9s} {'cpamm:65':>9s} {'normalizer':>10s} "
+          f"{'same rank':>9s}  worst seeds (max relative difference)")
+    for profile in profiles:
+        stored = (cache_dir() / "fidelity" /
+                  f"official_{profile}_{args.seeds}_{args.steps}_{args.epoch_len}.json")
+        if stored.exists() and not args.fresh:
+            official = Results.load(stored)
+        else:
+            official = score(files, config=config, simulations=args.seeds, profile=profile,
+                             workers=args.workers).results
+            stored.parent.mkdir(parents=True, exist_ok=True)
+            official.save(stored)
+        fast = simulate(["cpamm:30", "cpamm:65"], config, range(args.seeds), profile=profile)
+        c = compare(fast, official)
+        worst = ", ".join(f"{seed}: {d:.2%}" for seed, d in c["worst"])
+        print(f"{profile:10s} {c['mean'][0]:9.3%} {c['mean'][1]:9.3%} {c['mean'][2]:10.3%} "
+              f"{c['same_rank']:9.1%}  {worst}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
