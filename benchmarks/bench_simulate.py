@@ -1,12 +1,16 @@
 """Benchmark of the fast path: cpamm:30 + cpamm:65 + the normalizer, 10 000 steps.
 
-Prints the time to build tapes and events, compile, and simulate, simulations per second,
-peak memory, and (with --official-sims N > 0, on a machine with rustc) the per-simulation
-ratio against official scoring of fixed_30bps.rs + fixed_65bps.rs run side by side on the
-first N seeds.
+Three measurements, side by side in one run:
+
+1. the engine in this process (all local devices; on a CPU one XLA device per core): compile
+   and first batch, then steady-state simulations per second and peak memory;
+2. the whole `propamm simulate` command for the same simulations, cold (empty compilation
+   cache, tapes already cached) and warm (after that run), as a user would run it;
+3. official scoring of fixed_30bps.rs + fixed_65bps.rs on the first `--official-sims` seeds
+   (needs rustc), and the ratios of its seconds per simulation to (1) and (2).
 
     python benchmarks/bench_simulate.py --simulations 1000
-    python benchmarks/bench_simulate.py --simulations 100000 --reuse-tapes 10000 --official-sims 0
+    python benchmarks/bench_simulate.py --simulations 100000 --reuse-tapes 10000 --official-sims 0 --no-cli
 
 `--reuse-tapes K` builds K distinct seeds' tapes and tiles them to the requested count: the
 simulation's cost does not depend on the values, and tape generation (a CPU job, ~10 ms per
@@ -16,12 +20,31 @@ seed) would otherwise dominate a very large GPU run. Results are not written.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def time_cli(args, cache: Path) -> float:
+    """Wall seconds of one `propamm simulate` command with PROPAMM_CACHE=cache."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "propamm_jax.cli", "simulate", "--pool", "cpamm:30",
+               "--pool", "cpamm:65", "--simulations", str(args.simulations),
+               "--steps", str(args.steps), "--epoch-len", str(args.epoch_len),
+               "--profile", args.profile, "--dtype", args.dtype,
+               "--output", str(Path(tmp) / "r.json")]
+        env = dict(os.environ, PROPAMM_CACHE=str(cache))
+        env.pop("XLA_FLAGS", None)
+        start = time.perf_counter()
+        subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+        return time.perf_counter() - start
 
 
 def main() -> int:
@@ -33,25 +56,31 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     parser.add_argument("--reuse-tapes", type=int, default=0)
-    parser.add_argument("--official-sims", type=int, default=20)
+    parser.add_argument("--official-sims", type=int, default=40)
+    parser.add_argument("--no-cli", action="store_true", help="skip the whole-command timing")
     args = parser.parse_args()
 
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                                   f" --xla_force_host_platform_device_count={cores or 1}")
     import jax
     import numpy as np
 
     jax.config.update("jax_enable_x64", True)
     from propamm_jax.config import SimConfig
-    from propamm_jax.fast import build_events, build_market, simulate_batch
-    from propamm_jax.simulate import _pad, parse_pool
+    from propamm_jax.fast import build_events, build_market
+    from propamm_jax.native.build import cache_dir
+    from propamm_jax.simulate import _pad, batch_runner, parse_pool
     from propamm_jax.tape_cache import cached_tape
 
     config = SimConfig(steps=args.steps, epoch_len=args.epoch_len)
     np_dtype = np.float64 if args.dtype == "float64" else np.float32
     specs = [parse_pool("cpamm:30"), parse_pool("cpamm:65")]
-    pools = [s.pool for s in specs]
-    params = [jax.tree_util.tree_map(lambda a: a.astype(np_dtype), s.params) for s in specs]
-    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {args.dtype}, "
-          f"profile {args.profile}, {args.simulations} sims x {args.steps} steps, "
+    params = [jax.tree_util.tree_map(lambda a: np.asarray(a, np_dtype), s.params) for s in specs]
+    devices = jax.local_devices()
+    print(f"device: {len(devices)} x {devices[0].device_kind} ({jax.default_backend()}), "
+          f"{args.dtype}, profile {args.profile}, {args.simulations} sims x {args.steps} steps, "
           f"batch {args.batch_size}", flush=True)
 
     distinct = args.reuse_tapes or args.simulations
@@ -62,14 +91,14 @@ def main() -> int:
     prep = time.perf_counter() - start
     print(f"tapes + events for {distinct} seeds: {prep:.1f} s", flush=True)
 
-    run = jax.jit(lambda m, e, p: simulate_batch(pools, p, config, args.profile, m, e))
+    run = batch_runner([s.pool for s in specs], config, args.profile)
     batch = min(args.batch_size, args.simulations)
 
     def rows(lo: int):
         index = np.arange(lo, lo + batch) % distinct
         take = lambda a: a[index]  # noqa: E731
-        return (_pad(jax.tree_util.tree_map(take, market), batch),
-                _pad(jax.tree_util.tree_map(take, events), batch))
+        return (_pad(type(market)(*(take(a) for a in market)), batch),
+                _pad(type(events)(*(take(a) for a in events)), batch))
 
     m0, e0 = rows(0)
     start = time.perf_counter()
@@ -80,17 +109,31 @@ def main() -> int:
     for lo in range(0, args.simulations, batch):
         m, e = rows(lo)
         final = run(m, e, params)
-        edges.append(np.asarray(final.cumulative_edge[:, 0]))
+        edges.append(np.asarray(final.cumulative_edge)[:, 0])
     sim_time = time.perf_counter() - start
     per_sim = sim_time / args.simulations
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"compile + first batch: {compile_and_first:.1f} s")
-    print(f"simulate: {sim_time:.2f} s  {args.simulations / sim_time:,.0f} sims/s  "
+    print(f"engine, compile + first batch: {compile_and_first:.1f} s")
+    print(f"engine: {sim_time:.2f} s  {args.simulations / sim_time:,.0f} sims/s  "
           f"{per_sim * 1e3:.3f} ms/sim  peak host RSS {rss:.0f} MiB")
-    stats = jax.devices()[0].memory_stats() or {}
+    stats = devices[0].memory_stats() or {}
     if "peak_bytes_in_use" in stats:
         print(f"peak device memory: {stats['peak_bytes_in_use'] / 2**30:.2f} GiB")
-    print(f"mean edge cpamm:30 = {np.concatenate(edges).mean():.2f}")
+    print(f"mean edge cpamm:30 = {np.concatenate(edges).mean():.2f}", flush=True)
+
+    cli_warm = None
+    if not args.no_cli:
+        with tempfile.TemporaryDirectory() as tmp:
+            cache = Path(tmp)
+            tapes = cache_dir() / "tapes"
+            if tapes.exists():
+                (cache / "tapes").symlink_to(tapes)  # tapes warm, compilation cache empty
+            cold = time_cli(args, cache)
+            cli_warm = min(time_cli(args, cache) for _ in range(2))
+            shutil.rmtree(cache / "jax", ignore_errors=True)
+        print(f"propamm simulate, whole command: cold {cold:.2f} s (empty compilation cache, "
+              f"tapes cached), warm {cli_warm:.2f} s = {cli_warm / args.simulations * 1e3:.2f} "
+              f"ms/sim", flush=True)
 
     if args.official_sims > 0:
         from propamm_jax.scoring import score
@@ -103,7 +146,12 @@ def main() -> int:
         score(files, config=config, simulations=n, profile=args.profile, progress=False)
         official = (time.perf_counter() - start) / n
         print(f"official scoring, same workload: {official * 1e3:.1f} ms/sim on {n} sims")
-        print(f"ratio official / fast path per simulation: {official / per_sim:.1f}x")
+        print(f"ratio official / engine per simulation: {official / per_sim:.1f}x")
+        if cli_warm is not None:
+            print(f"ratio official / whole command (warm) per simulation: "
+                  f"{official / (cli_warm / args.simulations):.1f}x")
+    print(f"ratio 70 ms (the reference engine, issue's figure) / whole command (warm): "
+          f"{0.070 / (cli_warm / args.simulations):.1f}x" if cli_warm else "")
     return 0
 
 

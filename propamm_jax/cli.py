@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed-start", type=_seed, default=0)
     p.add_argument("--seed-stride", type=_positive_int("--seed-stride"), default=1)
     p.add_argument("--profile", default="corrected", choices=["reference", "corrected"])
-    p.add_argument("--batch-size", type=_positive_int("--batch-size"), default=500)
+    p.add_argument("--batch-size", type=_positive_int("--batch-size"), default=1000)
     p.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     p.add_argument("--output", type=Path, default=None)
     p.add_argument("--no-progress", action="store_true")
