@@ -1,9 +1,10 @@
-"""Parameter sweeps: a grid of pool parameters x a list of seeds, as one vmapped program.
+"""Parameter sweeps: a grid of pool parameters x a list of seeds, as one batched program.
 
 In the manner of a Monte Carlo x parameter grid: every grid point runs on every seed, so the
 points share their markets and differences between points are not sampling noise. The batch
-is vmapped twice, over seeds (outer: markets and event sequences) and over grid points
-(inner: pool parameters), so each seed's tape is stored once however many points there are.
+is the batch engine's (`fast.simulate_batch` with per-simulation parameters): each chunk of
+seeds is laid out seed-major, its tapes repeated per grid point and the parameter sets tiled
+per seed, so a sweep of P points x S seeds costs what P*S simulations cost in `simulate`.
 
 Fixing a market parameter (`fixed={"sigma": 0.001}`) studies one regime on the same random
 draws: the tape's GBM normals are recovered from its factors and the price path is rebuilt
@@ -27,7 +28,7 @@ from propamm_jax.errors import PropammError
 
 FIXABLE = ("sigma", "order_size_mean", "norm_fee_bps", "norm_liquidity_mult")
 ALIASES = {"fee_bps": ("fee_buy_bps", "fee_sell_bps")}  # one axis setting both cpamm fees
-LANES = 500  # seeds x points per vmapped batch, as `simulate`'s default batch of seeds
+LANES = 500  # seeds x points per batch, as `simulate`'s default batch of seeds
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ def sweep(pool: str, grid: Grid | Mapping[str, Sequence[float]], config: SimConf
     """
     import jax
 
-    from propamm_jax.fast import build_events, build_market, simulate_fast
+    from propamm_jax.fast import build_events, build_market, simulate_batch
     from propamm_jax.simulate import _bar, parse_pool
     from propamm_jax.tape import parse_seed
     from propamm_jax.tape_cache import cached_tape
@@ -191,20 +192,24 @@ def sweep(pool: str, grid: Grid | Mapping[str, Sequence[float]], config: SimConf
     stacked = grid_params(swept, grid, np_dtype)
     points = grid.points()
 
-    def one(market, events, prm):
-        return simulate_fast(pools, [prm] + fixed_params, config, profile, market, events)
-
-    run = jax.jit(jax.vmap(jax.vmap(one, in_axes=(None, None, 0)), in_axes=(0, 0, None)))
-    chunk = max(1, lanes // len(points))
-    bar = _bar(len(seed_list) * len(points), progress)
+    n_points = len(points)
+    # Simulations are laid out seed-major (row = seed * points + point): each seed's market
+    # and events are repeated per point, the parameter sets tiled per seed, and the whole
+    # chunk runs as one batched program with per-simulation parameters.
+    run = jax.jit(lambda m, e, prm: simulate_batch(pools, prm, config, profile, m, e,
+                                                   params_batched=True))
+    chunk = max(1, lanes // n_points)
+    bar = _bar(len(seed_list) * n_points, progress)
     parts = []
     for start in range(0, len(seed_list), chunk):
         seeds_here = seed_list[start : start + chunk]
         tape = fix_market(cached_tape(seeds_here, config.steps), fixed)
         rows = chunk if len(seed_list) > chunk else len(seeds_here)
-        events = _pad_events(build_events(tape, np_dtype), rows)
-        market = _pad_rows(build_market(tape, config, np_dtype), rows)
-        final = run(market, events, stacked)
+        events = _repeat(_pad_events(build_events(tape, np_dtype), rows), n_points)
+        market = _repeat(_pad_rows(build_market(tape, config, np_dtype), rows), n_points)
+        params = [_tile(stacked, rows)] + [_tile(_broadcast(f, n_points), rows)
+                                           for f in fixed_params]
+        final = run(market, events, params)
         parts.append(_rows(final, tape, len(seeds_here), points, others))
         if bar is not None:
             bar.update(len(seeds_here) * len(points))
@@ -219,8 +224,11 @@ def sweep(pool: str, grid: Grid | Mapping[str, Sequence[float]], config: SimConf
 def _rows(final, tape, n_seeds: int, points: list[dict], others) -> Any:
     import pandas as pd
 
-    edge = np.asarray(final.cumulative_edge)[:n_seeds]     # [S, P, N+1]
-    weight = np.asarray(final.capital_weight)[:n_seeds]    # [S, P, N]
+    shape = (-1, len(points))
+    edge = np.asarray(final.cumulative_edge)                 # [rows * P, N+1]
+    edge = edge.reshape(shape + edge.shape[1:])[:n_seeds]    # [S, P, N+1]
+    weight = np.asarray(final.capital_weight)
+    weight = weight.reshape(shape + weight.shape[1:])[:n_seeds]
     p = tape.params
     s_idx, p_idx = np.meshgrid(np.arange(n_seeds), np.arange(len(points)), indexing="ij")
     s_idx, p_idx = s_idx.ravel(), p_idx.ravel()
@@ -239,6 +247,29 @@ def _rows(final, tape, n_seeds: int, points: list[dict], others) -> Any:
     data["market_norm_fee_bps"] = p.norm_fee_bps[s_idx]
     data["market_norm_liquidity_mult"] = p.norm_liquidity_mult[s_idx]
     return pd.DataFrame(data)
+
+
+def _repeat(tree, times: int):
+    """Each simulation's row repeated `times` times in place (seed-major layout)."""
+    import jax
+    import jax.numpy as jnp
+
+    return jax.tree_util.tree_map(lambda a: jnp.repeat(a, times, axis=0), tree)
+
+
+def _tile(tree, times: int):
+    """The parameter sets (leading axis: points) tiled `times` times (seed-major layout)."""
+    import jax
+
+    return jax.tree_util.tree_map(
+        lambda a: np.tile(a, (times,) + (1,) * (np.ndim(a) - 1)), tree)
+
+
+def _broadcast(tree, n: int):
+    """One parameter set as `n` identical rows."""
+    import jax
+
+    return jax.tree_util.tree_map(lambda a: np.broadcast_to(a, (n,) + np.shape(a)).copy(), tree)
 
 
 def _pad_rows(tree, rows: int):
