@@ -20,7 +20,7 @@ from propamm_jax.errors import PropammError
 FORMATS = (".json", ".csv", ".parquet")
 
 
-def _check_format(path: Path) -> str:
+def check_format(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise PropammError(f"{path}: unknown table format {suffix or '(none)'!r}: "
@@ -32,7 +32,7 @@ def write_frame(frame, path: str | Path) -> Path:
     """Writes a DataFrame as JSON (records), CSV or Parquet, chosen by extension. A named
     index (e.g. a sweep's point and seed) becomes ordinary columns."""
     path = Path(path)
-    suffix = _check_format(path)
+    suffix = check_format(path)
     if any(name is not None for name in frame.index.names):
         frame = frame.reset_index()
     try:
@@ -60,7 +60,7 @@ def read_frame(path: str | Path):
     import pandas as pd
 
     path = Path(path)
-    suffix = _check_format(path)
+    suffix = check_format(path)
     if not path.exists():
         raise PropammError(f"{path}: no such file")
     try:

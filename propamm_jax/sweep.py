@@ -316,3 +316,20 @@ def summarize(frame) -> Any:
 
 
 _METRICS = ("edge", "final_capital_weight", "normalizer_edge", "edge_vs_normalizer")
+
+
+def format_summary(summary) -> str:
+    """`summarize`'s table as text, one line per grid point."""
+    axes = [c for c in summary.columns if c not in _SUMMARY]
+    head = " ".join(f"{a:>12}" for a in axes)
+    lines = [f"{'point':>5} {head} {'Mean Edge':>10} {'Std Edge':>10} {'vs Norm':>9} "
+             f"{'Final Cap%':>10} {'Seeds':>6}", "-" * (60 + 13 * len(axes))]
+    for point, r in summary.iterrows():
+        vals = " ".join(f"{r[a]:>12g}" for a in axes)
+        lines.append(f"{point:>5} {vals} {r['mean_edge']:>10.2f} {r['std_edge']:>10.2f} "
+                     f"{r['mean_vs_norm']:>9.2f} {100 * r['mean_capital_weight']:>10.2f} "
+                     f"{int(r['seeds']):>6}")
+    return "\n".join(lines)
+
+
+_SUMMARY = ("mean_edge", "std_edge", "mean_vs_norm", "mean_capital_weight", "seeds")
