@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="both cpamm fees: START:STOP:STEP (stop included), N or N,M,...")
     p.add_argument("--fee-buy-bps", metavar="RANGE", default=None)
     p.add_argument("--fee-sell-bps", metavar="RANGE", default=None)
+    p.add_argument("--param", action="append", default=[], metavar="NAME=RANGE",
+                   help="any parameter of the swept pool, e.g. w_vol=0:2:0.5 (repeatable)")
     p.add_argument("--opponent", action="append", default=[], metavar="SPEC",
                    help="a fixed pool competing at every grid point (repeatable)")
     p.add_argument("--fix", action="append", default=[], metavar="NAME=VALUE",
@@ -224,8 +226,15 @@ def cmd_sweep(args) -> int:
     axes = [(name, parse_range(text, "--" + name.replace("_", "-")))
             for name, text in (("fee_bps", args.fee_bps), ("fee_buy_bps", args.fee_buy_bps),
                                ("fee_sell_bps", args.fee_sell_bps)) if text is not None]
+    for item in args.param:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip():
+            raise PropammError(f"--param {item!r}: expected NAME=RANGE, e.g. w_vol=0:2:0.5")
+        axes.append((name.strip(), parse_range(text, f"--param {name.strip()}")))
+    if len({name for name, _ in axes}) < len(axes):
+        raise PropammError("sweep: the same axis is given twice")
     if not axes:
-        raise PropammError("no sweep axis: pass e.g. --fee-bps 5:100:5")
+        raise PropammError("no sweep axis: pass e.g. --fee-bps 5:100:5 or --param NAME=RANGE")
     if args.fee_bps is not None and len(axes) > 1:
         raise PropammError("--fee-bps sets both fees: do not combine it with "
                            "--fee-buy-bps/--fee-sell-bps")
