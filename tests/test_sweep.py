@@ -83,3 +83,28 @@ def test_parse_fixed_rejects(item, message):
 
     with pytest.raises(PropammError, match=message):
         parse_fixed([item])
+
+
+def test_sweep_of_a_dynamic_policy_parameter(x64, tmp_path):
+    import json
+
+    from propamm_jax.simulate import simulate
+    from propamm_jax.sweep import sweep
+
+    policy = {"family": "dynamic_fee", "version": 1, "fee_min_bps": 5, "fee_max_bps": 200,
+              "epoch_len": 100, "params": {"bias": -2.0, "w_vol": 1.0, "w_flow": -0.5,
+                                           "w_weight": 0.3, "w_epoch": 0.2, "w_gap": 0.5,
+                                           "w_skew": 1.0}}
+    base = tmp_path / "p.json"
+    base.write_text(json.dumps(policy))
+    frame = sweep(f"dynamic:{base}", {"w_vol": [0.0, 3.0]}, CONFIG, SEEDS[:2],
+                  opponents=["cpamm:30"])
+    for point, w_vol in enumerate([0.0, 3.0]):
+        policy["params"]["w_vol"] = w_vol
+        path = tmp_path / f"p{point}.json"
+        path.write_text(json.dumps(policy))
+        expected = simulate([f"dynamic:{path}", "cpamm:30"], CONFIG, SEEDS[:2], progress=False)
+        got = frame.xs(point)["edge"].to_numpy()
+        want = [s["strategies"][0]["final_edge"] for s in expected.sims]
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-9)
+    assert not np.allclose(frame.xs(0)["edge"], frame.xs(1)["edge"])
