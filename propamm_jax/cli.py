@@ -81,6 +81,64 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=cmd_simulate)
 
+    p = sub.add_parser("sweep", help="run a pool over a parameter grid x seeds (one batch)")
+    p.add_argument("--pool", default="cpamm", metavar="SPEC",
+                   help="the swept pool: cpamm (fees from the grid) or a --pool spec")
+    p.add_argument("--fee-bps", metavar="RANGE", default=None,
+                   help="both cpamm fees: START:STOP:STEP (stop included), N or N,M,...")
+    p.add_argument("--fee-buy-bps", metavar="RANGE", default=None)
+    p.add_argument("--fee-sell-bps", metavar="RANGE", default=None)
+    p.add_argument("--param", action="append", default=[], metavar="NAME=RANGE",
+                   help="any parameter of the swept pool, e.g. w_vol=0:2:0.5 (repeatable)")
+    p.add_argument("--opponent", action="append", default=[], metavar="SPEC",
+                   help="a fixed pool competing at every grid point (repeatable)")
+    p.add_argument("--fix", action="append", default=[], metavar="NAME=VALUE",
+                   help="fix a market parameter on the same draws, e.g. sigma=0.001")
+    p.add_argument("--simulations", type=_positive_int("--simulations"), default=100)
+    p.add_argument("--steps", type=_positive_int("--steps"), default=10_000)
+    p.add_argument("--epoch-len", type=_positive_int("--epoch-len"), default=1_000)
+    p.add_argument("--seed-start", type=_seed, default=0)
+    p.add_argument("--seed-stride", type=_positive_int("--seed-stride"), default=1)
+    p.add_argument("--profile", default="corrected", choices=["reference", "corrected"])
+    p.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    p.add_argument("-o", "--output", type=Path, default=None,
+                   help="the (point, seed) table: .parquet, .csv or .json")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(run=cmd_sweep)
+
+    p = sub.add_parser("frame", help="a results file as a tidy table (.json/.csv/.parquet)")
+    p.add_argument("results", type=Path)
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--epochs", action="store_true",
+                   help="one row per (simulation, strategy, epoch) instead of per simulation")
+    p.set_defaults(run=cmd_frame)
+
+    p = sub.add_parser("report", help="a self-contained HTML report of a results file")
+    p.add_argument("results", type=Path)
+    p.add_argument("-o", "--output", type=Path, default=Path("report.html"))
+    p.add_argument("--training-log", type=Path, default=None,
+                   help="a training log (generation + fitness columns) to plot")
+    p.set_defaults(run=cmd_report)
+
+    p = sub.add_parser("submit", help="score .rs strategies officially into a bundle directory")
+    p.add_argument("files", nargs="*", help=".rs sources")
+    p.add_argument("-o", "--output", type=Path, required=True, help="new bundle directory")
+    _add_run_options(p, simulations=20)
+    p.add_argument("--profile", default="reference", choices=["reference", "corrected"])
+    p.set_defaults(run=cmd_submit)
+
+    p = sub.add_parser("verify", help="re-run a bundle and confirm identical results")
+    p.add_argument("bundle", type=Path)
+    p.add_argument("--workers", type=_positive_int("--workers"), default=None)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(run=cmd_verify)
+
+    p = sub.add_parser("leaderboard", help="rank the bundles under a directory")
+    p.add_argument("root", type=Path)
+    p.add_argument("-o", "--output", type=Path, default=None,
+                   help="also write the table (.json/.csv/.parquet)")
+    p.set_defaults(run=cmd_leaderboard)
+
     p = sub.add_parser("demo", help="build the starter strategies and score them in both profiles")
     _add_run_options(p, simulations=20)
     p.set_defaults(run=cmd_demo)
@@ -164,6 +222,121 @@ def cmd_simulate(args) -> int:
     if args.output is not None:
         results.save(args.output)
         print(f"results written to {args.output}")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from propamm_jax.frames import check_format, write_frame
+    from propamm_jax.scoring import seed_list
+    from propamm_jax.sweep import Grid, format_summary, parse_fixed, parse_range, summarize, sweep
+
+    axes = [(name, parse_range(text, "--" + name.replace("_", "-")))
+            for name, text in (("fee_bps", args.fee_bps), ("fee_buy_bps", args.fee_buy_bps),
+                               ("fee_sell_bps", args.fee_sell_bps)) if text is not None]
+    for item in args.param:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip():
+            raise PropammError(f"--param {item!r}: expected NAME=RANGE, e.g. w_vol=0:2:0.5")
+        axes.append((name.strip(), parse_range(text, f"--param {name.strip()}")))
+    if len({name for name, _ in axes}) < len(axes):
+        raise PropammError("sweep: the same axis is given twice")
+    if not axes:
+        raise PropammError("no sweep axis: pass e.g. --fee-bps 5:100:5 or --param NAME=RANGE")
+    if args.fee_bps is not None and len(axes) > 1:
+        raise PropammError("--fee-bps sets both fees: do not combine it with "
+                           "--fee-buy-bps/--fee-sell-bps")
+    if args.output is not None:
+        check_format(args.output)
+    fixed = parse_fixed(args.fix)
+    _configure_jax()
+    config = _config(args)
+    seeds = seed_list(args.simulations, args.seed_start, args.seed_stride)
+    grid = Grid(tuple(axes))
+    n_points = len(grid.points())
+    print(f"profile: {args.profile}  |  sweep of {args.pool}: {n_points} grid points x "
+          f"{len(seeds)} seeds x {config.steps} steps"
+          + (f"  |  fixed {fixed}" if fixed else ""), flush=True)
+    started = time.perf_counter()
+    frame = sweep(args.pool, grid, config, seeds, args.profile, args.opponent, fixed,
+                  args.dtype, progress=None if not args.no_progress else False)
+    elapsed = time.perf_counter() - started
+    print()
+    print(format_summary(summarize(frame)))
+    print(f"\n{len(frame)} simulations in {elapsed:.1f} s ({args.profile} profile)")
+    if args.output is not None:
+        write_frame(frame, args.output)
+        print(f"table written to {args.output}")
+    return 0
+
+
+def cmd_frame(args) -> int:
+    from propamm_jax.frames import check_format, epoch_frame, write_frame
+    from propamm_jax.results import Results
+
+    check_format(args.output)
+    results = Results.load(args.results)
+    frame = epoch_frame(results) if args.epochs else results.frame()
+    write_frame(frame, args.output)
+    print(f"{len(frame)} rows x {len(frame.columns)} columns written to {args.output}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from propamm_jax.report import write_report
+
+    path = write_report(args.results, args.output, args.training_log)
+    print(f"report written to {path}")
+    return 0
+
+
+def cmd_submit(args) -> int:
+    from propamm_jax.bundle import submit
+    from propamm_jax.results import aggregate_table
+    from propamm_jax.scoring import seed_list
+
+    config = _config(args)
+    seeds = seed_list(args.simulations, args.seed_start, args.seed_stride)
+    print(f"profile: {args.profile}  |  {len(seeds)} simulations x {config.steps} steps, "
+          f"epoch {config.epoch_len}", flush=True)
+    sub = submit(args.files, args.output, config=config, seeds=seeds, profile=args.profile,
+                 workers=args.workers, progress=None if not args.no_progress else False)
+    from propamm_jax.results import Results
+
+    print()
+    print(aggregate_table(Results.load(sub.path / "results.json")))
+    for failure in sub.failures:
+        print(f"FAILED {failure.line()}", file=sys.stderr)
+    print(f"\nbundle written to {sub.path} (receipt.json, results.json, sources/)")
+    return 1 if sub.failures else 0
+
+
+def cmd_verify(args) -> int:
+    from propamm_jax.bundle import load_receipt, verify
+
+    receipt = load_receipt(args.bundle)
+    print(f"profile: {receipt['profile']}  |  re-running {len(receipt['seeds'])} simulations "
+          f"of {args.bundle}", flush=True)
+    report = verify(args.bundle, workers=args.workers,
+                    progress=None if not args.no_progress else False)
+    for check in report.checks:
+        print(f"ok: {check}")
+    for problem in report.problems:
+        print(f"MISMATCH: {problem}")
+    print("verified: identical" if report.ok else "NOT verified")
+    return 0 if report.ok else 1
+
+
+def cmd_leaderboard(args) -> int:
+    from propamm_jax.bundle import format_leaderboard, leaderboard
+    from propamm_jax.frames import check_format, write_frame
+
+    if args.output is not None:
+        check_format(args.output)
+    board = leaderboard(args.root)
+    print(format_leaderboard(board))
+    if args.output is not None:
+        write_frame(board, args.output)
+        print(f"table written to {args.output}")
     return 0
 
 

@@ -1,0 +1,118 @@
+"""Tidy DataFrames from results files, and reading/writing tables by file extension.
+
+`Results.frame()` / `epoch_frame()` give one row per (simulation, strategy) and per
+(simulation, strategy, epoch). The results schema logs each epoch's risk-adjusted scores but
+not the capital weights they produce, so `epoch_frame` here adds them back: the rebalance is a
+deterministic function of one epoch's scores (softmax with a spread-scaled temperature and a
+weight floor), recomputed in the native core's order of operations.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from propamm_jax.errors import PropammError
+
+FORMATS = (".json", ".csv", ".parquet")
+
+
+def check_format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise PropammError(f"{path}: unknown table format {suffix or '(none)'!r}: "
+                           "use .json, .csv or .parquet")
+    return suffix
+
+
+def write_frame(frame, path: str | Path) -> Path:
+    """Writes a DataFrame as JSON (records), CSV or Parquet, chosen by extension. A named
+    index (e.g. a sweep's point and seed) becomes ordinary columns."""
+    path = Path(path)
+    suffix = check_format(path)
+    if any(name is not None for name in frame.index.names):
+        frame = frame.reset_index()
+    try:
+        if suffix == ".json":  # Python's json: shortest round-trip floats, exact on reading
+            records = frame.to_dict(orient="records")
+            path.write_text(json.dumps(records, default=_native) + "\n")
+        elif suffix == ".csv":
+            frame.to_csv(path, index=False)
+        else:
+            frame.to_parquet(path, index=False)
+    except OSError as exc:
+        raise PropammError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    return path
+
+
+def _native(value):
+    """numpy scalars (e.g. uint64 seeds) as Python numbers for `json`."""
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def read_frame(path: str | Path):
+    """Reads a table written by `write_frame` (or any JSON records / CSV / Parquet file)."""
+    import pandas as pd
+
+    path = Path(path)
+    suffix = check_format(path)
+    if not path.exists():
+        raise PropammError(f"{path}: no such file")
+    try:
+        if suffix == ".json":
+            records = json.loads(path.read_text())
+            if not isinstance(records, list):
+                raise ValueError("expected a list of records")
+            return pd.DataFrame.from_records(records)
+        if suffix == ".csv":
+            return pd.read_csv(path)
+        return pd.read_parquet(path)
+    except (ValueError, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PropammError(f"{path}: cannot read as {suffix[1:]} ({first})") from None
+
+
+def capital_weights(scores: np.ndarray, temperature: float, min_weight: float) -> np.ndarray:
+    """The weights one rebalance assigns from the strategies' risk-adjusted scores [N]."""
+    max_s, min_s = max(scores), min(scores)
+    spread = max((max_s - min_s) / 40.0, 1.0)
+    exps = [math.exp((s - max_s) / (temperature * spread)) for s in scores]
+    total = 0.0
+    for e in exps:
+        total += e
+    raw = [e / total for e in exps]
+    floor_total = min_weight * len(scores)
+    if min_weight > 0.0 and floor_total < 1.0:
+        raw = [min_weight + (1.0 - floor_total) * r for r in raw]
+    total = 0.0
+    for w in raw:
+        total += w
+    return np.array([w / total for w in raw])
+
+
+def epoch_frame(results):
+    """One row per (simulation, strategy, epoch) with `capital_weight`, the weight the
+    strategy held *after* that epoch's rebalance, and the market parameters."""
+    frame = results.epoch_frame()
+    if frame.empty:
+        return frame
+    cfg = results.config
+    weights = []
+    for sim in results.sims:
+        strategies = sim["strategies"]
+        n_epochs = len(strategies[0]["epochs"])
+        per_epoch = [capital_weights([st["epochs"][e]["risk_adjusted_score"] for st in strategies],
+                                     cfg.softmax_temperature, cfg.min_capital_weight)
+                     for e in range(n_epochs)]
+        for i in range(len(strategies)):
+            weights.extend(float(per_epoch[e][i]) for e in range(n_epochs))
+    frame["capital_weight"] = weights
+    market = {sim["seed"]: sim["market"] for sim in results.sims}
+    for key in ("sigma", "lambda", "order_size_mean", "norm_fee_bps", "norm_liquidity_mult"):
+        frame[f"market_{key}"] = [market[s][key] for s in frame["seed"]]
+    return frame
