@@ -159,7 +159,7 @@ def sweep(pool: str, grid: Grid | Mapping[str, Sequence[float]], config: SimConf
     import jax
 
     from propamm_jax.fast import build_events, build_market, simulate_batch
-    from propamm_jax.simulate import parse_pool
+    from propamm_jax.simulate import _bar, parse_pool
     from propamm_jax.tape import parse_seed
     from propamm_jax.tape_cache import cached_tape
 
@@ -299,19 +299,6 @@ def _pad_events(events, rows: int, block: int = 2048):
         step=jnp.concatenate([events.step, jnp.broadcast_to(events.step[:, -1:], shape)], 1),
         **{k: jnp.concatenate([getattr(events, k), jnp.zeros(shape, getattr(events, k).dtype)], 1)
            for k in ("first", "order", "last", "is_buy", "size")})
-
-
-def _bar(total: int, progress: bool | None):
-    """A tqdm bar on stderr when it is a terminal (or when asked)."""
-    import sys
-
-    if progress is None:
-        progress = sys.stderr.isatty()
-    if not progress:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="sim", file=sys.stderr, dynamic_ncols=True)
 
 
 def summarize(frame) -> Any:
