@@ -95,14 +95,16 @@ class FastState(NamedTuple):
     n_epochs: jnp.ndarray
 
 
-def build_events(tape, dtype=np.float64) -> Events:
-    """Event sequences for every seed of a `Tape`, padded to the longest one with no-ops
-    (host numpy arrays; `simulate_batch` takes them as they are). Row by row: each row's
-    arrays stay in cache, which beats one vectorised pass over all rows."""
+def build_events(tape, dtype=np.float64, width: int | None = None) -> Events:
+    """Event sequences for every seed of a `Tape`, padded with no-ops to `width` events
+    (default: the longest sequence; `event_width` rounds it up so that batches share one
+    compiled program). Host numpy arrays, which `simulate_batch` takes as they are. Row by
+    row: each row's arrays stay in cache, which beats one vectorised pass (and XLA's gathers
+    and cumulative sums on a CPU)."""
     counts = tape.order_count
     per_step = np.maximum(counts, 1)
     lengths = per_step.sum(axis=1)
-    width = int(lengths.max())
+    width = max(int(lengths.max()), width or 0)
     s = len(tape.seeds)
     out = {k: np.zeros((s, width), bool) for k in ("first", "order", "last", "is_buy")}
     step = np.full((s, width), counts.shape[1] - 1, np.int32)
@@ -123,6 +125,12 @@ def build_events(tape, dtype=np.float64) -> Events:
         out["is_buy"][row, at] = tape.order_is_buy[row, : len(at)]
         size[row, at] = tape.order_size[row, : len(at)]
     return Events(step, out["first"], out["order"], out["last"], out["is_buy"], size)
+
+
+def event_width(tape, block: int = 1024) -> int:
+    """The longest event sequence of a `Tape`, rounded up to a multiple of `block`."""
+    longest = int(np.maximum(tape.order_count, 1).sum(axis=1).max())
+    return -(-longest // block) * block
 
 
 def build_market(tape, config: SimConfig, dtype=np.float64) -> Market:

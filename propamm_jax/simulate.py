@@ -98,7 +98,7 @@ def simulate(pools: Sequence[str | PoolSpec], config: SimConfig | None = None,
     """
     import jax
 
-    from propamm_jax.fast import build_events, build_market
+    from propamm_jax.fast import build_events, build_market, event_width
     from propamm_jax.tape import parse_seed
     from propamm_jax.tape_cache import cached_tape
 
@@ -129,8 +129,8 @@ def simulate(pools: Sequence[str | PoolSpec], config: SimConfig | None = None,
     for start in range(0, len(seed_list), batch_size):
         chunk = seed_list[start : start + batch_size]
         tape = cached_tape(chunk, config.steps)
-        final = run(_pad(build_market(tape, config, np_dtype), rows),
-                    _pad(build_events(tape, np_dtype), rows), params)
+        events = build_events(tape, np_dtype, event_width(tape, EVENT_BLOCK))
+        final = run(_pad(build_market(tape, config, np_dtype), rows), _pad(events, rows), params)
         sims.extend(_records(final, tape, range(len(chunk)), labels, n_epochs_done))
         if bar is not None:
             bar.update(len(chunk))
@@ -180,7 +180,7 @@ def _pad(tree, rows: int):
         return a if extra <= 0 else np.concatenate([a, np.repeat(a[-1:], extra, axis=0)])
 
     tree = type(tree)(*(pad_rows(a) for a in tree))
-    if isinstance(tree, Events):
+    if isinstance(tree, Events) and tree.step.shape[1] % EVENT_BLOCK:
         width = tree.step.shape[1]
         extra = -(-width // EVENT_BLOCK) * EVENT_BLOCK - width
         fill = {"step": tree.step[:, -1:], "first": False, "order": False, "last": False,
