@@ -10,6 +10,14 @@ share of seeds where both rank the strategies the same, and the worst seeds.
 
 Official results are kept in `<cache>/fidelity/` (keyed by profile, seeds, steps, epoch) so a
 rerun after a fast-path change only re-runs the fast path; `--fresh` ignores them.
+
+`--noise-floor` adds a row: the fast path against itself with official-like arbitrage noise.
+The official corrected arbitrage is a golden-section search on a profit quantised to 1e-9 Y;
+near its optimum the profit is flat to within that quantum over +/- w = sqrt(1e-9 / c)
+(c = half the profit's curvature), so the search stops anywhere in about +/- 7 w, unbiased
+(measured on random states). Capital reweighting (softmax with a temperature of ~1 Y of
+score) amplifies such differences chaotically, so this row shows how far two engines that
+differ only by that noise land apart.
 """
 
 from __future__ import annotations
@@ -53,6 +61,8 @@ def main() -> int:
     parser.add_argument("--profile", choices=["reference", "corrected", "both"], default="both")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--fresh", action="store_true", help="re-run official scoring")
+    parser.add_argument("--noise-floor", action="store_true",
+                        help="also compare the fast path with itself plus arbitrage noise")
     args = parser.parse_args()
 
     import jax
@@ -85,7 +95,46 @@ def main() -> int:
         worst = ", ".join(f"{seed}: {d:.2%}" for seed, d in c["worst"])
         print(f"{profile:10s} {c['mean'][0]:9.3%} {c['mean'][1]:9.3%} {c['mean'][2]:10.3%} "
               f"{c['same_rank']:9.1%}  {worst}", flush=True)
+        if args.noise_floor and profile == "corrected":
+            noisy = with_arbitrage_noise(lambda: simulate(
+                ["cpamm:30", "cpamm:65"], config, range(args.seeds), profile=profile))
+            c = compare(noisy, fast)
+            print(f"{'  floor':10s} {c['mean'][0]:9.3%} {c['mean'][1]:9.3%} {c['mean'][2]:10.3%} "
+                  f"{c['same_rank']:9.1%}  (fast + official-like arbitrage noise vs fast)",
+                  flush=True)
     return 0
+
+
+def with_arbitrage_noise(run):
+    """Runs `run()` with the fast path's arbitrage moved off its optimum by a deterministic
+    pseudo-random u * 7 w, u in [-1, 1] (see the module doc)."""
+    import jax.numpy as jnp
+
+    from propamm_jax import fast
+    from propamm_jax.solvers import closed_form as cf
+
+    exact = cf.optimal_arbitrage
+
+    def noisy(rx, ry, fair, gamma_buy, gamma_sell, max_in_frac=0.9):
+        buy, a_in, a_out, profit = exact(rx, ry, fair, gamma_buy, gamma_sell, max_in_frac)
+        g = jnp.where(buy, gamma_buy, gamma_sell)
+        r_in, r_out = jnp.where(buy, ry, rx), jnp.where(buy, rx, ry)
+        value = jnp.where(buy, fair, 1.0)
+        curvature = value * g * g * r_out * r_in / (r_in + g * a_in) ** 3
+        w = jnp.sqrt(1e-9 / curvature)
+        u = jnp.sin(fair * 1e6 + rx * 7.0) * 43758.5453
+        u = 2.0 * (u - jnp.floor(u)) - 1.0
+        moved = jnp.clip(a_in + 7.0 * w * u, 0.0, max_in_frac * r_in)
+        a_in2 = jnp.where(a_in > 0.0, moved, a_in)
+        out = cf.cpamm_out(a_in2, r_in, r_out, g)
+        profit2 = jnp.where(buy, fair * out - a_in2, out - fair * a_in2)
+        return buy, a_in2, out, jnp.where(a_in > 0.0, profit2, profit)
+
+    fast.optimal_arbitrage = noisy
+    try:
+        return run()
+    finally:
+        fast.optimal_arbitrage = exact
 
 
 if __name__ == "__main__":
