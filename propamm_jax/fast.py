@@ -84,7 +84,7 @@ class FastEpochObs(NamedTuple):
 class FastState(NamedTuple):
     rx: jnp.ndarray               # [N+1], normalizer last
     ry: jnp.ndarray
-    cumulative_edge: jnp.ndarray  # [N+1]
+    cumulative_edge: jnp.ndarray  # [N+1] (inside the loop: closed epochs only, see `book`)
     epoch_edge: jnp.ndarray
     epoch_trades: jnp.ndarray
     capital_weight: jnp.ndarray   # [N]
@@ -208,9 +208,10 @@ def _program(pools: Sequence[Any], config: SimConfig, profile: str, smooth: floa
         dx = jnp.where(w > 0.0, dx, 0.0)   # keep NaN/inf of inactive lanes out of gradients
         dy = jnp.where(w > 0.0, dy, 0.0)
         edge = w * (dx * fair + dy)
-        return s._replace(rx=s.rx + w * dx, ry=s.ry + w * dy,
-                          cumulative_edge=s.cumulative_edge + edge,
-                          epoch_edge=s.epoch_edge + edge,
+        # Only the epoch's edge accumulates here; closed epochs move into `cumulative_edge`
+        # at the rebalance (and the open one at the end): one consumer fewer of the whole
+        # trade computation, which XLA would otherwise evaluate once more.
+        return s._replace(rx=s.rx + w * dx, ry=s.ry + w * dy, epoch_edge=s.epoch_edge + edge,
                           epoch_trades=s.epoch_trades + (w > 0.5).astype(s.epoch_trades.dtype))
 
     def notify(s: FastState, params, active, is_buy, a_in, a_out, step, flow):
@@ -277,12 +278,14 @@ def _program(pools: Sequence[Any], config: SimConfig, profile: str, smooth: floa
         states = list(s.pool_states)
         for i in range(n):
             obs = FastEpochObs(go, (step + 1) // epoch_len - 1, new_rx[i], new_ry[i], edge[i],
-                               s.cumulative_edge[i], w[i])
+                               s.cumulative_edge[i] + edge[i], w[i])
             states[i] = jax.tree_util.tree_map(
                 keep, on_epoch[i](params[i], states[i], obs), states[i])
         return s._replace(
             rx=jnp.concatenate([new_rx, s.rx[n:]]), ry=jnp.concatenate([new_ry, s.ry[n:]]),
             capital_weight=keep(w, s.capital_weight),
+            cumulative_edge=jnp.concatenate([
+                keep(s.cumulative_edge[:n] + edge, s.cumulative_edge[:n]), s.cumulative_edge[n:]]),
             log_edge=jnp.where(col, edge[:, None], s.log_edge),
             log_trades=jnp.where(col, s.epoch_trades[:n, None], s.log_trades),
             log_score=jnp.where(col, score[:, None], s.log_score),
@@ -346,6 +349,7 @@ def simulate_batch(pools: Sequence[Any], params: Sequence[Any], config: SimConfi
                                                events.last, events.is_buy, events.size, fair))
     s0 = init(params, market.norm_liquidity_mult, dtype)
     final, _ = lax.scan(lambda s, ev: (body(s, ev, params, market.norm_fee), None), s0, xs)
+    final = final._replace(cumulative_edge=final.cumulative_edge + final.epoch_edge)
     return jax.tree_util.tree_map(lambda a: jnp.moveaxis(a, -1, 0), final)
 
 
