@@ -69,9 +69,9 @@ def main() -> int:
 
     jax.config.update("jax_enable_x64", True)
     from propamm_jax.config import SimConfig
-    from propamm_jax.fast import build_events, build_market
+    from propamm_jax.fast import build_market, event_width, pack_events
     from propamm_jax.native.build import cache_dir
-    from propamm_jax.simulate import _pad, batch_runner, parse_pool
+    from propamm_jax.simulate import batch_runner, parse_pool
     from propamm_jax.tape_cache import cached_tape
 
     config = SimConfig(steps=args.steps, epoch_len=args.epoch_len)
@@ -86,29 +86,27 @@ def main() -> int:
     distinct = args.reuse_tapes or args.simulations
     start = time.perf_counter()
     tape = cached_tape(range(distinct), config.steps)
-    events = build_events(tape, np_dtype)
+    batch = min(args.batch_size, args.simulations)
+    width = event_width(tape)
     market = build_market(tape, config, np_dtype)
+    packed = pack_events(tape, config, np_dtype, width)
     prep = time.perf_counter() - start
     print(f"tapes + events for {distinct} seeds: {prep:.1f} s", flush=True)
 
     run = batch_runner([s.pool for s in specs], config, args.profile)
-    batch = min(args.batch_size, args.simulations)
 
     def rows(lo: int):
         index = np.arange(lo, lo + batch) % distinct
-        take = lambda a: a[index]  # noqa: E731
-        return (_pad(type(market)(*(take(a) for a in market)), batch),
-                _pad(type(events)(*(take(a) for a in events)), batch))
+        return (market.norm_fee[index], market.norm_liquidity_mult[index],
+                type(packed)(*(np.ascontiguousarray(a[:, index]) for a in packed)))
 
-    m0, e0 = rows(0)
     start = time.perf_counter()
-    jax.block_until_ready(run(m0, e0, params))
+    jax.block_until_ready(run(*rows(0), params))
     compile_and_first = time.perf_counter() - start
     start = time.perf_counter()
     edges = []
     for lo in range(0, args.simulations, batch):
-        m, e = rows(lo)
-        final = run(m, e, params)
+        final = run(*rows(lo), params)
         edges.append(np.asarray(final.cumulative_edge)[:, 0])
     sim_time = time.perf_counter() - start
     per_sim = sim_time / args.simulations

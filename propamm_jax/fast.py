@@ -95,6 +95,53 @@ class FastState(NamedTuple):
     n_epochs: jnp.ndarray
 
 
+FIRST, ORDER, LAST, BUY = 1, 2, 4, 8  # bits of a packed event's flags
+
+
+class Packed(NamedTuple):
+    """Events as the loop reads them: [events, sims] (simulations on the minor axis), the four
+    flags in one byte and the fair price of each event's step (19-21 bytes an event)."""
+
+    step: jnp.ndarray    # int16 (or int32 past 32 767 steps)
+    flags: jnp.ndarray   # uint8: FIRST | ORDER | LAST | BUY
+    size: jnp.ndarray    # order size in Y (0 without an order)
+    fair: jnp.ndarray    # fair price after the step's move
+
+
+def pack_events(tape, config: SimConfig, dtype=np.float64, width: int | None = None,
+                rows: int | None = None, block: int = 256) -> Packed:
+    """`Packed` events of a `Tape` on the host, built `block` seeds at a time straight into the
+    transposed arrays (so a 10 000-seed batch never holds a second copy). `rows` > seeds pads
+    the batch by repeating the last seed."""
+    s = len(tape.seeds)
+    rows = max(rows or s, s)
+    width = width or event_width(tape)
+    step_type = np.int16 if tape.steps <= np.iinfo(np.int16).max else np.int32
+    out = Packed(np.empty((width, rows), step_type), np.empty((width, rows), np.uint8),
+                 np.empty((width, rows), dtype), np.empty((width, rows), dtype))
+    for lo in range(0, s, block):
+        hi = min(lo + block, s)
+        part = tape_rows(tape, lo, hi)
+        fair = part.fair_prices(config.initial_price)
+        ev = build_events(part, dtype, width)
+        flags = (ev.first * FIRST | ev.order * ORDER | ev.last * LAST | ev.is_buy * BUY)
+        out.step[:, lo:hi] = ev.step.T
+        out.flags[:, lo:hi] = flags.T
+        out.size[:, lo:hi] = ev.size.T
+        out.fair[:, lo:hi] = np.take_along_axis(fair, ev.step, axis=1).T
+    for a in out:
+        a[:, s:] = a[:, s - 1 : s]
+    return out
+
+
+def tape_rows(tape, lo: int, hi: int):
+    """Seeds `lo:hi` of a `Tape`, as a `Tape`."""
+    p = tape.params
+    return type(tape)(tape.seeds[lo:hi], type(p)(*(a[lo:hi] for a in p)),
+                      tape.gbm_factor[lo:hi], tape.order_start[lo:hi],
+                      tape.order_is_buy[lo:hi], tape.order_size[lo:hi])
+
+
 def build_events(tape, dtype=np.float64, width: int | None = None) -> Events:
     """Event sequences for every seed of a `Tape`, padded with no-ops to `width` events
     (default: the longest sequence; `event_width` rounds it up so that batches share one
@@ -295,7 +342,10 @@ def _program(pools: Sequence[Any], config: SimConfig, profile: str, smooth: floa
             pool_states=tuple(states))
 
     def body(s: FastState, ev, params, norm_fee):
-        step, first, order, last, is_buy, size, fair = ev
+        step, flags, size, fair = ev
+        step = step.astype(jnp.int32)
+        first, order = (flags & FIRST) != 0, (flags & ORDER) != 0
+        last, is_buy = (flags & LAST) != 0, (flags & BUY) != 0
         s = arbitrage(s, params, norm_fee, fair, step, first)
         s = retail(s, params, norm_fee, is_buy, size, fair, step, order)
         at_end = last & ((step + 1) % epoch_len == 0) & (step != steps - 1)
@@ -339,16 +389,29 @@ def simulate_batch(pools: Sequence[Any], params: Sequence[Any], config: SimConfi
     corrected profile, so gradients of the smoothed objective agree with finite differences.
     Evaluate with the default 0.
     """
-    batch = events.step.shape[0]
+    fair = jnp.take_along_axis(jnp.asarray(market.fair_price), jnp.asarray(events.step), axis=1)
+    flags = (jnp.asarray(events.first) * FIRST | jnp.asarray(events.order) * ORDER
+             | jnp.asarray(events.last) * LAST | jnp.asarray(events.is_buy) * BUY)
+    packed = Packed(*(jnp.swapaxes(jnp.asarray(x), 0, 1) for x in (
+        events.step, flags.astype(jnp.uint8), events.size, fair)))
+    return simulate_packed(pools, params, config, profile, market.norm_fee,
+                           market.norm_liquidity_mult, packed, smooth, params_batched)
+
+
+def simulate_packed(pools: Sequence[Any], params: Sequence[Any], config: SimConfig,
+                    profile: str, norm_fee, norm_liquidity_mult, packed: Packed,
+                    smooth: float = 0.0, params_batched: bool = False) -> FastState:
+    """`simulate_batch` on events already packed and transposed (`pack_events`), the form
+    the loop reads: what `propamm simulate` uses, so that no device copy of the events is
+    ever made."""
+    batch = packed.step.shape[1]
     init, body = _program(pools, config, profile, smooth, batch, params_batched)
-    dtype = market.fair_price.dtype
+    dtype = packed.fair.dtype
     if params_batched:
         params = jax.tree_util.tree_map(lambda a: jnp.moveaxis(jnp.asarray(a), 0, -1), params)
-    fair = jnp.take_along_axis(market.fair_price, events.step, axis=1)
-    xs = tuple(jnp.swapaxes(x, 0, 1) for x in (events.step, events.first, events.order,
-                                               events.last, events.is_buy, events.size, fair))
-    s0 = init(params, market.norm_liquidity_mult, dtype)
-    final, _ = lax.scan(lambda s, ev: (body(s, ev, params, market.norm_fee), None), s0, xs)
+    s0 = init(params, jnp.asarray(norm_liquidity_mult), dtype)
+    norm_fee = jnp.asarray(norm_fee, dtype)
+    final, _ = lax.scan(lambda s, ev: (body(s, ev, params, norm_fee), None), s0, tuple(packed))
     final = final._replace(cumulative_edge=final.cumulative_edge + final.epoch_edge)
     return jax.tree_util.tree_map(lambda a: jnp.moveaxis(a, -1, 0), final)
 

@@ -98,7 +98,7 @@ def simulate(pools: Sequence[str | PoolSpec], config: SimConfig | None = None,
     """
     import jax
 
-    from propamm_jax.fast import build_events, build_market, event_width
+    from propamm_jax.fast import build_market, event_width, pack_events, tape_rows
     from propamm_jax.tape import parse_seed
     from propamm_jax.tape_cache import cached_tape
 
@@ -129,9 +129,14 @@ def simulate(pools: Sequence[str | PoolSpec], config: SimConfig | None = None,
     for start in range(0, len(seed_list), batch_size):
         chunk = seed_list[start : start + batch_size]
         tape = cached_tape(chunk, config.steps)
-        events = build_events(tape, np_dtype, event_width(tape, EVENT_BLOCK))
-        final = run(_pad(build_market(tape, config, np_dtype), rows), _pad(events, rows), params)
-        sims.extend(_records(final, tape, range(len(chunk)), labels, n_epochs_done))
+        packed = pack_events(tape, config, np_dtype, event_width(tape, EVENT_BLOCK), rows)
+        market = _pad(build_market(tape, config, np_dtype)._replace(fair_price=None), rows)
+        meta = tape_rows(tape, 0, len(chunk))._replace(gbm_factor=None, order_start=None,
+                                                       order_is_buy=None, order_size=None)
+        del tape  # keep only what the records need while the batch runs
+        final = run(market.norm_fee, market.norm_liquidity_mult, packed, params)
+        del packed
+        sims.extend(_records(final, meta, range(len(chunk)), labels, n_epochs_done))
         if bar is not None:
             bar.update(len(chunk))
     if bar is not None:
@@ -140,28 +145,29 @@ def simulate(pools: Sequence[str | PoolSpec], config: SimConfig | None = None,
 
 
 def batch_runner(pools: Sequence[Any], config: SimConfig, profile: str):
-    """`run(market, events, params) -> FastState` for one batch (leading axis: simulations),
-    compiled once per shape and split evenly over the local devices when there are several
-    and the batch divides among them."""
+    """`run(norm_fee, norm_liquidity_mult, packed, params) -> FastState` for one batch of
+    `fast.pack_events` (simulations on the last axis; results with them first), compiled once
+    per shape and split evenly over the local devices when there are several and the batch
+    divides among them. Results come back as host arrays."""
     import jax
 
-    from propamm_jax.fast import simulate_batch
+    from propamm_jax.fast import simulate_packed
 
-    one = jax.jit(lambda m, e, p: simulate_batch(pools, p, config, profile, m, e))
+    def sim(fee, mult, packed, p):
+        return simulate_packed(pools, p, config, profile, fee, mult, packed)
+
+    one = jax.jit(sim)
     devices = jax.local_devices()
-    if len(devices) == 1:
-        return one
-    many = jax.pmap(lambda m, e, p: simulate_batch(pools, p, config, profile, m, e),
-                    in_axes=(0, 0, None), devices=devices)
-    d = len(devices)
+    many = jax.pmap(sim, in_axes=(0, 0, 1, None), devices=devices) if len(devices) > 1 else None
 
-    def run(market, events, params):
-        rows = events.step.shape[0]
-        if rows % d:
-            return one(market, events, params)
-        split = lambda a: a.reshape((d, rows // d) + a.shape[1:])  # noqa: E731
-        final = many(jax.tree_util.tree_map(split, market),
-                     jax.tree_util.tree_map(split, events), params)
+    def run(fee, mult, packed, params):
+        rows, d = packed.step.shape[1], len(devices)
+        if many is None or rows % d:
+            return jax.tree_util.tree_map(np.asarray, one(fee, mult, packed, params))
+        lead = lambda a: a.reshape((d, rows // d) + a.shape[1:])  # noqa: E731
+        minor = lambda a: a.reshape(a.shape[:1] + (d, rows // d))  # noqa: E731
+        final = many(lead(np.asarray(fee)), lead(np.asarray(mult)),
+                     type(packed)(*(minor(a) for a in packed)), params)
         # Gathered to the host (where the results go anyway), not reshaped on the devices.
         return jax.tree_util.tree_map(lambda a: np.asarray(a).reshape((rows,) + a.shape[2:]),
                                       final)
@@ -175,6 +181,8 @@ def _pad(tree, rows: int):
     from propamm_jax.fast import Events
 
     def pad_rows(a):
+        if a is None:
+            return None
         a = np.asarray(a)
         extra = rows - a.shape[0]
         return a if extra <= 0 else np.concatenate([a, np.repeat(a[-1:], extra, axis=0)])
