@@ -93,6 +93,7 @@ class FastState(NamedTuple):
     log_trades: jnp.ndarray
     log_score: jnp.ndarray
     n_epochs: jnp.ndarray
+    fair: jnp.ndarray             # the current step's fair price
 
 
 FIRST, ORDER, LAST, BUY = 1, 2, 4, 8  # bits of a packed event's flags
@@ -100,12 +101,17 @@ FIRST, ORDER, LAST, BUY = 1, 2, 4, 8  # bits of a packed event's flags
 
 class Packed(NamedTuple):
     """Events as the loop reads them: [events, sims] (simulations on the minor axis), the four
-    flags in one byte and the fair price of each event's step (19-21 bytes an event)."""
+    flags in one byte, 19-21 bytes an event.
+
+    `price` is the fair price of the event's step, or, from `pack_events`, the step's GBM
+    factor on its first event and 1.0 on the others: the loop multiplies them up from the
+    initial price, the same products in the same order as `Tape.fair_prices` (x * 1.0 is
+    exact), so the host never computes or gathers a price path."""
 
     step: jnp.ndarray    # int16 (or int32 past 32 767 steps)
     flags: jnp.ndarray   # uint8: FIRST | ORDER | LAST | BUY
     size: jnp.ndarray    # order size in Y (0 without an order)
-    fair: jnp.ndarray    # fair price after the step's move
+    price: jnp.ndarray   # fair price, or GBM factor (see above)
 
 
 def pack_events(tape, config: SimConfig, dtype=np.float64, width: int | None = None,
@@ -122,13 +128,14 @@ def pack_events(tape, config: SimConfig, dtype=np.float64, width: int | None = N
     for lo in range(0, s, block):
         hi = min(lo + block, s)
         part = tape_rows(tape, lo, hi)
-        fair = part.fair_prices(config.initial_price)
         ev = build_events(part, dtype, width)
+        factor = np.ones(ev.size.shape, dtype)
+        factor[ev.first] = part.gbm_factor.ravel()  # one first event per step, in order
         flags = (ev.first * FIRST | ev.order * ORDER | ev.last * LAST | ev.is_buy * BUY)
         out.step[:, lo:hi] = ev.step.T
         out.flags[:, lo:hi] = flags.T
         out.size[:, lo:hi] = ev.size.T
-        out.fair[:, lo:hi] = np.take_along_axis(fair, ev.step, axis=1).T
+        out.price[:, lo:hi] = factor.T
     for a in out:
         a[:, s:] = a[:, s - 1 : s]
     return out
@@ -214,7 +221,7 @@ def _reference_split(total, r_in, r_out, gamma, spot_floor, is_sell):
 
 
 def _program(pools: Sequence[Any], config: SimConfig, profile: str, smooth: float,
-             batch: int, params_batched: bool):
+             batch: int, params_batched: bool, absolute_price: bool = True):
     """The initial state and the per-event transition of `batch` simulations.
 
     Every array carries the simulations on its LAST axis (`rx`: [pools + 1, batch]), so each
@@ -342,7 +349,9 @@ def _program(pools: Sequence[Any], config: SimConfig, profile: str, smooth: floa
             pool_states=tuple(states))
 
     def body(s: FastState, ev, params, norm_fee):
-        step, flags, size, fair = ev
+        step, flags, size, price = ev
+        fair = price if absolute_price else s.fair * price
+        s = s._replace(fair=fair)
         step = step.astype(jnp.int32)
         first, order = (flags & FIRST) != 0, (flags & ORDER) != 0
         last, is_buy = (flags & LAST) != 0, (flags & BUY) != 0
@@ -370,7 +379,8 @@ def _program(pools: Sequence[Any], config: SimConfig, profile: str, smooth: floa
             log_edge=jnp.zeros((n, n_epochs, batch), dtype),
             log_trades=jnp.zeros((n, n_epochs, batch), jnp.int32),
             log_score=jnp.zeros((n, n_epochs, batch), dtype),
-            n_epochs=jnp.zeros((batch,), jnp.int32))
+            n_epochs=jnp.zeros((batch,), jnp.int32),
+            fair=jnp.full((batch,), config.initial_price, dtype))
 
     return init, body
 
@@ -395,18 +405,20 @@ def simulate_batch(pools: Sequence[Any], params: Sequence[Any], config: SimConfi
     packed = Packed(*(jnp.swapaxes(jnp.asarray(x), 0, 1) for x in (
         events.step, flags.astype(jnp.uint8), events.size, fair)))
     return simulate_packed(pools, params, config, profile, market.norm_fee,
-                           market.norm_liquidity_mult, packed, smooth, params_batched)
+                           market.norm_liquidity_mult, packed, smooth, params_batched,
+                           absolute_price=True)
 
 
 def simulate_packed(pools: Sequence[Any], params: Sequence[Any], config: SimConfig,
                     profile: str, norm_fee, norm_liquidity_mult, packed: Packed,
-                    smooth: float = 0.0, params_batched: bool = False) -> FastState:
+                    smooth: float = 0.0, params_batched: bool = False,
+                    absolute_price: bool = False) -> FastState:
     """`simulate_batch` on events already packed and transposed (`pack_events`), the form
     the loop reads: what `propamm simulate` uses, so that no device copy of the events is
-    ever made."""
+    ever made. `absolute_price`: `packed.price` holds fair prices rather than GBM factors."""
     batch = packed.step.shape[1]
-    init, body = _program(pools, config, profile, smooth, batch, params_batched)
-    dtype = packed.fair.dtype
+    init, body = _program(pools, config, profile, smooth, batch, params_batched, absolute_price)
+    dtype = packed.price.dtype
     if params_batched:
         params = jax.tree_util.tree_map(lambda a: jnp.moveaxis(jnp.asarray(a), 0, -1), params)
     s0 = init(params, jnp.asarray(norm_liquidity_mult), dtype)
