@@ -8,6 +8,15 @@ from propamm_jax.tape import make_tape
 from propamm_jax.tape_cache import cached_tape
 
 
+def assert_same_tape(tape, fresh):
+    for a, b in zip(tape, fresh):
+        if isinstance(a, tuple):
+            for x, y in zip(a, b):
+                assert np.array_equal(x, y)
+        else:
+            assert np.array_equal(a, b)
+
+
 def test_cached_tape_equals_fresh_tape(tmp_path, monkeypatch):
     monkeypatch.setenv("PROPAMM_CACHE", str(tmp_path))
     monkeypatch.delenv("PROPAMM_NO_TAPE_CACHE", raising=False)
@@ -18,18 +27,7 @@ def test_cached_tape_equals_fresh_tape(tmp_path, monkeypatch):
     assert len(files) == 3
     second = cached_tape(seeds, 700)         # reads them back
     for tape in (first, second):
-        for a, b in zip(tape, fresh):
-            if isinstance(a, tuple):
-                for x, y in zip(a, b):
-                    assert np.array_equal(x, y)
-            else:
-                assert np.array_equal(a, b)
+        assert_same_tape(tape, fresh)
     files[0].write_bytes(b"corrupt")          # a broken file is regenerated
     files[1].write_bytes(files[1].read_bytes()[:-8])  # so is a truncated one
-    third = cached_tape(seeds, 700)
-    for a, b in zip(third, fresh):
-        if isinstance(a, tuple):
-            for x, y in zip(a, b):
-                assert np.array_equal(x, y)
-        else:
-            assert np.array_equal(a, b)
+    assert_same_tape(cached_tape(seeds, 700), fresh)
