@@ -20,7 +20,7 @@ import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from propamm_jax.config import SimConfig, check_profile
 from propamm_jax.errors import PropammError, read_json
@@ -172,7 +172,7 @@ def verify(bundle: str | Path, *, workers: int | None = None,
            progress: bool | None = None) -> Verification:
     """Re-runs a bundle and compares everything the receipt records."""
     from propamm_jax.native.build import compile_rust, core_library, rustc_version
-    from propamm_jax.results import Results
+    from propamm_jax.results import Results, first_difference
     from propamm_jax.scoring import score
 
     bundle = Path(bundle)
@@ -207,14 +207,14 @@ def verify(bundle: str | Path, *, workers: int | None = None,
         if sha256_file(stored_path) != receipt["results_sha256"]:
             problems.append(f"{stored_path}: SHA-256 differs from the receipt's (edited)")
         stored = Results.load(stored_path).to_json()
-        diff = _first_difference(ours.to_json()["sims"], stored["sims"], "sims")
+        diff = first_difference(ours.to_json()["sims"], stored["sims"], "sims")
         if diff:
             problems.append(f"re-run differs from {RESULTS}: {diff}")
         else:
             checks.append(f"re-run of {len(seeds)} simulations identical to {RESULTS}")
     else:
         problems.append(f"{stored_path}: missing")
-    diff = _first_difference(ours.aggregate(), receipt["aggregate"], "aggregate")
+    diff = first_difference(ours.aggregate(), receipt["aggregate"], "aggregate")
     if diff:
         problems.append(f"re-run differs from the receipt: {diff}")
     else:
@@ -223,29 +223,6 @@ def verify(bundle: str | Path, *, workers: int | None = None,
     if failures != receipt.get("failures", []):
         problems.append(f"failures differ: re-run {failures} vs receipt {receipt.get('failures')}")
     return Verification(bundle, problems, checks)
-
-
-def _first_difference(ours: Any, theirs: Any, path: str) -> str | None:
-    """Where two JSON-like values first differ (floats compared exactly), or None."""
-    if isinstance(theirs, dict):
-        if not isinstance(ours, dict):
-            return f"{path}: {ours!r} != {theirs!r}"
-        for key in theirs.keys() | ours.keys():
-            diff = _first_difference(ours.get(key), theirs.get(key), f"{path}.{key}")
-            if diff:
-                return diff
-        return None
-    if isinstance(theirs, list):
-        if not isinstance(ours, list) or len(ours) != len(theirs):
-            return f"{path}: length differs"
-        for i, (a, b) in enumerate(zip(ours, theirs)):
-            diff = _first_difference(a, b, f"{path}[{i}]")
-            if diff:
-                return diff
-        return None
-    if type(ours) is not type(theirs) or ours != theirs:
-        return f"{path}: {ours!r} != {theirs!r}"
-    return None
 
 
 def leaderboard(root: str | Path):

@@ -235,7 +235,8 @@ def _program(pools: Sequence[Any], config: SimConfig, profile: str, smooth: floa
     n_epochs = max((steps - 1) // epoch_len, 1)
     floor = config.arb_profit_floor
     p_axis = -1 if params_batched else None
-    pool_fees = [jax.vmap(p.fees, in_axes=(p_axis, -1), out_axes=-1, axis_size=batch) for p in pools]
+    pool_fees = [jax.vmap(p.fees, in_axes=(p_axis, -1), out_axes=-1, axis_size=batch)
+                 for p in pools]
     on_trade = [jax.vmap(p.fast_on_trade, in_axes=(p_axis, -1, -1), out_axes=-1, axis_size=batch)
                 for p in pools]
     on_epoch = [jax.vmap(p.fast_on_epoch, in_axes=(p_axis, -1, -1), out_axes=-1, axis_size=batch)

@@ -184,3 +184,34 @@ def aggregate_table(results: Results) -> str:
         lines.append(f"{r['strategy']:<34} {r['mean_edge']:>10.2f} {r['std_edge']:>10.2f} "
                      f"{r['vs_norm']:>9.2f} {r['sharpe']:>9.3f} {r['final_cap_pct']:>10.2f}")
     return "\n".join(lines)
+
+
+def first_difference(ours: Any, theirs: Any, path: str = "",
+                     extra_keys_ok: bool = False) -> str | None:
+    """Where two JSON-like values first differ (floats compared exactly), or None.
+
+    With `extra_keys_ok`, keys that only `ours` has are ignored (a newer results file
+    compared against an older golden one)."""
+    if isinstance(theirs, dict):
+        if not isinstance(ours, dict):
+            return f"{path}: {ours!r} != {theirs!r}"
+        keys = list(theirs) if extra_keys_ok else list(theirs.keys() | ours.keys())
+        for key in keys:
+            if extra_keys_ok and key not in ours:
+                return f"{path}.{key} missing"
+            diff = first_difference(ours.get(key), theirs.get(key), f"{path}.{key}",
+                                    extra_keys_ok)
+            if diff:
+                return diff
+        return None
+    if isinstance(theirs, list):
+        if not isinstance(ours, list) or len(ours) != len(theirs):
+            return f"{path}: length {len(ours) if isinstance(ours, list) else '-'} != {len(theirs)}"
+        for i, (a, b) in enumerate(zip(ours, theirs)):
+            diff = first_difference(a, b, f"{path}[{i}]", extra_keys_ok)
+            if diff:
+                return diff
+        return None
+    if type(ours) is not type(theirs) or ours != theirs:
+        return f"{path}: {ours!r} != {theirs!r}"
+    return None

@@ -47,26 +47,11 @@ def score_like(expected: dict):
 
 
 def first_difference(ours, theirs, path: str = "") -> str | None:
-    """Where two results differ first (exact comparison, floats with ==), or None."""
-    if isinstance(theirs, dict):
-        for key in theirs:
-            if key not in ours:
-                return f"{path}.{key} missing"
-            diff = first_difference(ours[key], theirs[key], f"{path}.{key}")
-            if diff:
-                return diff
-        return None
-    if isinstance(theirs, list):
-        if len(ours) != len(theirs):
-            return f"{path}: length {len(ours)} != {len(theirs)}"
-        for i, (a, b) in enumerate(zip(ours, theirs)):
-            diff = first_difference(a, b, f"{path}[{i}]")
-            if diff:
-                return diff
-        return None
-    if type(ours) is not type(theirs) or ours != theirs:
-        return f"{path}: {ours!r} != {theirs!r}"
-    return None
+    """Where two results differ first (exact comparison, floats with ==), or None; keys only
+    `ours` has are ignored."""
+    from propamm_jax.results import first_difference as diff
+
+    return diff(ours, theirs, path, extra_keys_ok=True)
 
 
 def assert_identical(expected: dict) -> None:
