@@ -131,7 +131,8 @@ def pack_events(tape, config: SimConfig, dtype=np.float64, width: int | None = N
         ev = build_events(part, dtype, width)
         factor = np.ones(ev.size.shape, dtype)
         factor[ev.first] = part.gbm_factor.ravel()  # one first event per step, in order
-        flags = (ev.first * FIRST | ev.order * ORDER | ev.last * LAST | ev.is_buy * BUY)
+        bits = lambda a, k: a.view(np.uint8) << np.uint8(k)  # noqa: E731 (bool -> bit k)
+        flags = bits(ev.first, 0) | bits(ev.order, 1) | bits(ev.last, 2) | bits(ev.is_buy, 3)
         out.step[:, lo:hi] = ev.step.T
         out.flags[:, lo:hi] = flags.T
         out.size[:, lo:hi] = ev.size.T
