@@ -122,8 +122,7 @@ def pack_events(tape, config: SimConfig, dtype=np.float64, width: int | None = N
     s = len(tape.seeds)
     rows = max(rows or s, s)
     width = width or event_width(tape)
-    step_type = np.int16 if tape.steps <= np.iinfo(np.int16).max else np.int32
-    out = Packed(np.empty((width, rows), step_type), np.empty((width, rows), np.uint8),
+    out = Packed(np.empty((width, rows), step_dtype(tape.steps)), np.empty((width, rows), np.uint8),
                  np.empty((width, rows), dtype), np.empty((width, rows), dtype))
     for lo in range(0, s, block):
         hi = min(lo + block, s)
@@ -140,6 +139,11 @@ def pack_events(tape, config: SimConfig, dtype=np.float64, width: int | None = N
     for a in out:
         a[:, s:] = a[:, s - 1 : s]
     return out
+
+
+def step_dtype(steps: int):
+    """The packed step index type: int16 while the steps fit."""
+    return np.int16 if steps <= np.iinfo(np.int16).max else np.int32
 
 
 def tape_rows(tape, lo: int, hi: int):

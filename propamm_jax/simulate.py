@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -126,53 +127,107 @@ def simulate(pools: Sequence[str | PoolSpec], config: SimConfig | None = None,
     rows = min(batch_size, len(seed_list))
     bar = _bar(len(seed_list), progress)
     sims: list[dict] = []
-    for start in range(0, len(seed_list), batch_size):
-        chunk = seed_list[start : start + batch_size]
+    chunks = [seed_list[i : i + batch_size] for i in range(0, len(seed_list), batch_size)]
+
+    def load(chunk):
         tape = cached_tape(chunk, config.steps)
-        packed = pack_events(tape, config, np_dtype, event_width(tape, EVENT_BLOCK), rows)
+        return tape, event_width(tape, EVENT_BLOCK)
+
+    def pack(tape, width):
         market = _pad(build_market(tape, config, np_dtype)._replace(fair_price=None), rows)
-        meta = tape_rows(tape, 0, len(chunk))._replace(gbm_factor=None, order_start=None,
-                                                       order_is_buy=None, order_size=None)
-        del tape  # keep only what the records need while the batch runs
-        final = run(market.norm_fee, market.norm_liquidity_mult, packed, params)
-        del packed
-        sims.extend(_records(final, meta, range(len(chunk)), labels, n_epochs_done))
-        if bar is not None:
-            bar.update(len(chunk))
+        meta = tape_rows(tape, 0, len(tape.seeds))._replace(
+            gbm_factor=None, order_start=None, order_is_buy=None, order_size=None)
+        return pack_events(tape, config, np_dtype, width, rows), market, meta
+
+    # Host work (tapes, packing: numpy, which releases the GIL) runs on a second thread while
+    # this one traces and compiles the batch program or waits for the previous batch.
+    with ThreadPoolExecutor(1) as host:
+        loading = host.submit(load, chunks[0])
+        for k, chunk in enumerate(chunks):
+            tape, width = loading.result()
+            packing = host.submit(pack, tape, width)
+            del tape  # only the packed events and the records' metadata stay alive
+            run.compile(width, rows, np_dtype, params, config.steps)
+            packed, market, meta = packing.result()
+            if k + 1 < len(chunks):
+                loading = host.submit(load, chunks[k + 1])
+            final = run(market.norm_fee, market.norm_liquidity_mult, packed, params)
+            del packed
+            sims.extend(_records(final, meta, range(len(chunk)), labels, n_epochs_done))
+            if bar is not None:
+                bar.update(len(chunk))
     if bar is not None:
         bar.close()
     return Results(engine=profile, config=config, strategies=labels, sims=sims)
 
 
-def batch_runner(pools: Sequence[Any], config: SimConfig, profile: str):
+class batch_runner:
     """`run(norm_fee, norm_liquidity_mult, packed, params) -> FastState` for one batch of
-    `fast.pack_events` (simulations on the last axis; results with them first), compiled once
-    per shape and split evenly over the local devices when there are several and the batch
-    divides among them. Results come back as host arrays."""
-    import jax
+    `fast.pack_events` (simulations on the last axis; results with them first, as host
+    arrays), split evenly over the local devices when there are several and the batch divides
+    among them. `run.compile(width, rows, dtype, params)` compiles ahead for that shape (so
+    that it can overlap host work); a call compiles what is missing."""
 
-    from propamm_jax.fast import simulate_packed
+    def __init__(self, pools: Sequence[Any], config: SimConfig, profile: str):
+        import jax
 
-    def sim(fee, mult, packed, p):
-        return simulate_packed(pools, p, config, profile, fee, mult, packed)
+        from propamm_jax.fast import simulate_packed
 
-    one = jax.jit(sim)
-    devices = jax.local_devices()
-    many = jax.pmap(sim, in_axes=(0, 0, 1, None), devices=devices) if len(devices) > 1 else None
+        def sim(fee, mult, packed, p):
+            return simulate_packed(pools, p, config, profile, fee, mult, packed)
 
-    def run(fee, mult, packed, params):
-        rows, d = packed.step.shape[1], len(devices)
-        if many is None or rows % d:
-            return jax.tree_util.tree_map(np.asarray, one(fee, mult, packed, params))
-        lead = lambda a: a.reshape((d, rows // d) + a.shape[1:])  # noqa: E731
-        minor = lambda a: a.reshape(a.shape[:1] + (d, rows // d))  # noqa: E731
-        final = many(lead(np.asarray(fee)), lead(np.asarray(mult)),
-                     type(packed)(*(minor(a) for a in packed)), params)
+        self.devices = jax.local_devices()
+        self.one = jax.jit(sim)
+        self.many = (jax.pmap(sim, in_axes=(0, 0, 1, None), devices=self.devices)
+                     if len(self.devices) > 1 else None)
+        self.compiled: dict = {}
+
+    def _split(self, rows: int) -> int:
+        d = len(self.devices)
+        return d if self.many is not None and rows % d == 0 else 1
+
+    @staticmethod
+    def _args(fee, mult, packed, d: int, reshape=lambda a, shape: a.reshape(shape)):
+        """The call's arguments, split `d` ways (pmap's leading axis; the events' minor one)."""
+        rows = packed.step.shape[1]
+        if d == 1:
+            return fee, mult, packed
+        lead = lambda a: reshape(a, (d, rows // d) + a.shape[1:])  # noqa: E731
+        minor = lambda a: reshape(a, a.shape[:1] + (d, rows // d))  # noqa: E731
+        return lead(fee), lead(mult), type(packed)(*(minor(a) for a in packed))
+
+    def compile(self, width: int, rows: int, dtype, params, steps: int):
+        """Traces and compiles the program for `rows` simulations of `width` events."""
+        import jax
+        import numpy as np
+
+        from propamm_jax.fast import Packed, step_dtype
+
+        d = self._split(rows)
+        key = (width, rows, np.dtype(dtype).name, d)
+        if key not in self.compiled:
+            spec = jax.ShapeDtypeStruct
+            packed = Packed(spec((width, rows), step_dtype(steps)), spec((width, rows), np.uint8),
+                            spec((width, rows), dtype), spec((width, rows), dtype))
+            fee = spec((rows,), dtype)
+            args = self._args(fee, fee, packed, d, lambda a, shape: spec(shape, a.dtype))
+            fn = self.one if d == 1 else self.many
+            self.compiled[key] = fn.lower(*args, params).compile()
+        return self.compiled[key]
+
+    def __call__(self, fee, mult, packed, params):
+        import jax
+        import numpy as np
+
+        width, rows = packed.step.shape
+        d = self._split(rows)
+        args = self._args(np.asarray(fee), np.asarray(mult), packed, d)
+        key = (width, rows, np.dtype(packed.price.dtype).name, d)
+        fn = self.compiled.get(key) or (self.one if d == 1 else self.many)
+        final = fn(*args, params)
         # Gathered to the host (where the results go anyway), not reshaped on the devices.
-        return jax.tree_util.tree_map(lambda a: np.asarray(a).reshape((rows,) + a.shape[2:]),
-                                      final)
-
-    return run
+        return jax.tree_util.tree_map(lambda a: np.asarray(a).reshape((rows,) + a.shape[2:])
+                                      if d > 1 else np.asarray(a), final)
 
 
 def _pad(tree, rows: int):
