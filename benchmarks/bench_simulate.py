@@ -71,7 +71,8 @@ def main() -> int:
     from propamm_jax.config import SimConfig
     from propamm_jax.fast import build_market, event_width, pack_events
     from propamm_jax.native.build import cache_dir
-    from propamm_jax.simulate import batch_runner, parse_pool
+    from propamm_jax.runner import BatchRunner
+    from propamm_jax.simulate import parse_pool
     from propamm_jax.tape_cache import cached_tape
 
     config = SimConfig(steps=args.steps, epoch_len=args.epoch_len)
@@ -93,7 +94,7 @@ def main() -> int:
     prep = time.perf_counter() - start
     print(f"tapes + events for {distinct} seeds: {prep:.1f} s", flush=True)
 
-    run = batch_runner([s.pool for s in specs], config, args.profile)
+    run = BatchRunner([s.pool for s in specs], config, args.profile)
 
     def rows(lo: int):
         index = np.arange(lo, lo + batch) % distinct

@@ -99,7 +99,9 @@ def simulate(pools: Sequence[str | PoolSpec], config: SimConfig | None = None,
     """
     import jax
 
-    from propamm_jax.fast import build_market, event_width, pack_events, tape_rows
+    from propamm_jax import batch_cache
+    from propamm_jax.fast import Packed, event_width, pack_events, step_dtype
+    from propamm_jax.runner import BatchRunner
     from propamm_jax.tape import parse_seed
     from propamm_jax.tape_cache import cached_tape
 
@@ -121,7 +123,7 @@ def simulate(pools: Sequence[str | PoolSpec], config: SimConfig | None = None,
                            "jax.config.update('jax_enable_x64', True) first")
     np_dtype = np.float64 if dtype == "float64" else np.float32
     params = [jax.tree_util.tree_map(lambda a: np.asarray(a, np_dtype), s.params) for s in specs]
-    run = batch_runner([s.pool for s in specs], config, profile)
+    run = BatchRunner([s.pool for s in specs], config, profile)
     n_epochs_done = (config.steps - 1) // config.epoch_len
     labels = [s.label for s in specs]
     rows = min(batch_size, len(seed_list))
@@ -130,28 +132,39 @@ def simulate(pools: Sequence[str | PoolSpec], config: SimConfig | None = None,
     chunks = [seed_list[i : i + batch_size] for i in range(0, len(seed_list), batch_size)]
 
     def load(chunk):
+        """A stored packed batch, or the chunk's tape (host work, on the helper thread)."""
+        name = batch_cache.key(chunk, config.steps, rows, EVENT_BLOCK, np_dtype)
+        hit = batch_cache.load(name)
+        if hit is not None:
+            fields, market = hit
+            return name, None, 0, Packed(*fields), market
         tape = cached_tape(chunk, config.steps)
-        return tape, event_width(tape, EVENT_BLOCK)
+        return name, tape, event_width(tape, EVENT_BLOCK), None, None
 
-    def pack(tape, width):
-        market = _pad(build_market(tape, config, np_dtype)._replace(fair_price=None), rows)
-        meta = tape_rows(tape, 0, len(tape.seeds))._replace(
-            gbm_factor=None, order_start=None, order_is_buy=None, order_size=None)
-        return pack_events(tape, config, np_dtype, width, rows), market, meta
+    def pack(name, tape, width):
+        packed = pack_events(tape, config, np_dtype, width, rows)
+        p = tape.params
+        market = np.stack([p.sigma, p.lam, p.order_size_mean, p.norm_fee_bps,
+                           p.norm_liquidity_mult], axis=1).astype(np.float64)
+        batch_cache.save(name, packed, market)
+        return packed, market
 
     # Host work (tapes, packing: numpy, which releases the GIL) runs on a second thread while
     # this one traces and compiles the batch program or waits for the previous batch.
     with ThreadPoolExecutor(1) as host:
         loading = host.submit(load, chunks[0])
         for k, chunk in enumerate(chunks):
-            tape, width = loading.result()
-            packing = host.submit(pack, tape, width)
-            del tape  # only the packed events and the records' metadata stay alive
-            run.compile(width, rows, np_dtype, params, config.steps)
-            packed, market, meta = packing.result()
+            name, tape, width, packed, market = loading.result()
+            if tape is not None:  # not stored yet: pack while the program compiles
+                packing = host.submit(pack, name, tape, width)
+                del tape  # only the packed events and the market parameters stay alive
+                run.program(width, rows, np_dtype, params, step_dtype(config.steps))
+                packed, market = packing.result()
             if k + 1 < len(chunks):
                 loading = host.submit(load, chunks[k + 1])
-            final = run(market.norm_fee, market.norm_liquidity_mult, packed, params)
+            meta = _meta(chunk, market)
+            fee, mult = _pad_rows(market[:, 3] / 10_000.0, rows), _pad_rows(market[:, 4], rows)
+            final = run(fee.astype(np_dtype), mult.astype(np_dtype), packed, params)
             del packed
             sims.extend(_records(final, meta, range(len(chunk)), labels, n_epochs_done))
             if bar is not None:
@@ -161,73 +174,18 @@ def simulate(pools: Sequence[str | PoolSpec], config: SimConfig | None = None,
     return Results(engine=profile, config=config, strategies=labels, sims=sims)
 
 
-class batch_runner:
-    """`run(norm_fee, norm_liquidity_mult, packed, params) -> FastState` for one batch of
-    `fast.pack_events` (simulations on the last axis; results with them first, as host
-    arrays), split evenly over the local devices when there are several and the batch divides
-    among them. `run.compile(width, rows, dtype, params)` compiles ahead for that shape (so
-    that it can overlap host work); a call compiles what is missing."""
+def _meta(seeds: list[int], market: np.ndarray):
+    """What `_records` reads of a tape: the seeds and their market parameters."""
+    from propamm_jax.tape import MarketParams, Tape
 
-    def __init__(self, pools: Sequence[Any], config: SimConfig, profile: str):
-        import jax
+    m = market[: len(seeds)]
+    params = MarketParams(m[:, 0], m[:, 1], m[:, 2], m[:, 3].astype(np.int64), m[:, 4])
+    return Tape(np.asarray(seeds, np.uint64), params, None, None, None, None)
 
-        from propamm_jax.fast import simulate_packed
 
-        def sim(fee, mult, packed, p):
-            return simulate_packed(pools, p, config, profile, fee, mult, packed)
-
-        self.devices = jax.local_devices()
-        self.one = jax.jit(sim)
-        self.many = (jax.pmap(sim, in_axes=(0, 0, 1, None), devices=self.devices)
-                     if len(self.devices) > 1 else None)
-        self.compiled: dict = {}
-
-    def _split(self, rows: int) -> int:
-        d = len(self.devices)
-        return d if self.many is not None and rows % d == 0 else 1
-
-    @staticmethod
-    def _args(fee, mult, packed, d: int, reshape=lambda a, shape: a.reshape(shape)):
-        """The call's arguments, split `d` ways (pmap's leading axis; the events' minor one)."""
-        rows = packed.step.shape[1]
-        if d == 1:
-            return fee, mult, packed
-        lead = lambda a: reshape(a, (d, rows // d) + a.shape[1:])  # noqa: E731
-        minor = lambda a: reshape(a, a.shape[:1] + (d, rows // d))  # noqa: E731
-        return lead(fee), lead(mult), type(packed)(*(minor(a) for a in packed))
-
-    def compile(self, width: int, rows: int, dtype, params, steps: int):
-        """Traces and compiles the program for `rows` simulations of `width` events."""
-        import jax
-        import numpy as np
-
-        from propamm_jax.fast import Packed, step_dtype
-
-        d = self._split(rows)
-        key = (width, rows, np.dtype(dtype).name, d)
-        if key not in self.compiled:
-            spec = jax.ShapeDtypeStruct
-            packed = Packed(spec((width, rows), step_dtype(steps)), spec((width, rows), np.uint8),
-                            spec((width, rows), dtype), spec((width, rows), dtype))
-            fee = spec((rows,), dtype)
-            args = self._args(fee, fee, packed, d, lambda a, shape: spec(shape, a.dtype))
-            fn = self.one if d == 1 else self.many
-            self.compiled[key] = fn.lower(*args, params).compile()
-        return self.compiled[key]
-
-    def __call__(self, fee, mult, packed, params):
-        import jax
-        import numpy as np
-
-        width, rows = packed.step.shape
-        d = self._split(rows)
-        args = self._args(np.asarray(fee), np.asarray(mult), packed, d)
-        key = (width, rows, np.dtype(packed.price.dtype).name, d)
-        fn = self.compiled.get(key) or (self.one if d == 1 else self.many)
-        final = fn(*args, params)
-        # Gathered to the host (where the results go anyway), not reshaped on the devices.
-        return jax.tree_util.tree_map(lambda a: np.asarray(a).reshape((rows,) + a.shape[2:])
-                                      if d > 1 else np.asarray(a), final)
+def _pad_rows(a: np.ndarray, rows: int) -> np.ndarray:
+    extra = rows - a.shape[0]
+    return a if extra <= 0 else np.concatenate([a, np.repeat(a[-1:], extra, axis=0)])
 
 
 def _pad(tree, rows: int):
