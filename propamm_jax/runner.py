@@ -115,7 +115,10 @@ class BatchRunner:
             path = (cache_dir() / "programs" /
                     f"{hashlib.sha256(text.encode()).hexdigest()[:32]}.bin")
             if path.exists():
-                return export.deserialize(bytearray(path.read_bytes())).call
+                try:
+                    return export.deserialize(bytearray(path.read_bytes())).call
+                except Exception:  # noqa: BLE001 - damaged: made again below
+                    pass
             exported = export.export(jax.jit(self._flat(treedef)))(*shapes)
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
