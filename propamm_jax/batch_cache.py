@@ -5,7 +5,8 @@
 command's host time, and researchers evaluate one seed set over and over, so a finished
 batch is kept under `<cache>/batches/v1/<key>/` as plain `.npy` files, memory-mapped on the
 next run. The key hashes the seed list, the steps, the padded shape and the dtype; only the
-`KEEP` most recently used batches stay. `PROPAMM_NO_TAPE_CACHE=1` bypasses this cache too.
+`KEEP` most recently used batches stay, and batches over `MAX_BYTES` (a 10 000-seed batch is
+~3 GB) are not stored. `PROPAMM_NO_TAPE_CACHE=1` bypasses this cache too.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 
 VERSION = "v1"
 KEEP = 4
+MAX_BYTES = 2**30
 FIELDS = ("step", "flags", "size", "price")
 
 
@@ -49,7 +51,7 @@ def load(name: str):
 
 def save(name: str, packed, params: np.ndarray) -> None:
     """Stores a batch (best effort: a full or read-only disk only costs speed)."""
-    if os.environ.get("PROPAMM_NO_TAPE_CACHE"):
+    if os.environ.get("PROPAMM_NO_TAPE_CACHE") or sum(a.nbytes for a in packed) > MAX_BYTES:
         return
     root = _folder()
     try:
