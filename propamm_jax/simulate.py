@@ -155,11 +155,13 @@ def simulate(pools: Sequence[str | PoolSpec], config: SimConfig | None = None,
         loading = host.submit(load, chunks[0])
         for k, chunk in enumerate(chunks):
             name, tape, width, packed, market = loading.result()
+            loading = None  # a finished future keeps its result (the tape) alive
             if tape is not None:  # not stored yet: pack while the program compiles
                 packing = host.submit(pack, name, tape, width)
                 del tape  # only the packed events and the market parameters stay alive
                 run.program(width, rows, np_dtype, params, step_dtype(config.steps))
                 packed, market = packing.result()
+                packing = None
             if k + 1 < len(chunks):
                 loading = host.submit(load, chunks[k + 1])
             meta = _meta(chunk, market)
