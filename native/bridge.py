@@ -60,6 +60,8 @@ ffi.cdef(
     int32_t pamm_run(const PammConfig *cfg, const PammPool *pools, const PammMarket *market,
                      const PammOut *out);
     uint32_t pamm_abi_version(void);
+    void guard_init(uint32_t *cell);
+    int32_t guard_slot(uint32_t k, uintptr_t compute, uintptr_t after, uintptr_t *out);
     """
 )
 
@@ -149,6 +151,29 @@ class CoreRun(NamedTuple):
     trace_f64: np.ndarray | None      # f64 [T, N+1, 2]  cumulative edge, capital weight
     calls: int = 0                    # strategy calls (only when measured)
     call_seconds: float = 0.0         # time inside them
+
+
+@lru_cache(maxsize=1)
+def _guard():
+    from propamm_jax.native.build import guard_library
+
+    return _dlopen(guard_library())
+
+
+def guarded_pools(strategies: list[NativeStrategy], cell_address: int) -> list[PoolSpec]:
+    """Pool specs whose calls go through the call guard: before each strategy call the guard
+    writes `slot * 4 + 1` (compute_swap) or `slot * 4 + 2` (after_swap) to the u32 at
+    `cell_address`, and 0 after it returns. Data passes through unchanged."""
+    lib = _guard()
+    lib.guard_init(ffi.cast("uint32_t *", cell_address))
+    pools = []
+    for k, strategy in enumerate(strategies):
+        compute, after = strategy.pool
+        out = ffi.new("uintptr_t[2]")
+        if lib.guard_slot(k, compute, after, out) != 0:
+            raise PropammError(f"the call guard has no slot {k}")
+        pools.append(PoolSpec(kind=0, compute_swap=int(out[0]), after_swap=int(out[1])))
+    return pools
 
 
 @lru_cache(maxsize=1)
