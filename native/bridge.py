@@ -7,7 +7,6 @@ core takes `#[repr(C)]` structs of scalars and pointers into caller-owned NumPy 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
@@ -153,11 +152,22 @@ class CoreRun(NamedTuple):
     call_seconds: float = 0.0         # time inside them
 
 
-@lru_cache(maxsize=1)
-def _guard():
-    from propamm_jax.native.build import guard_library
+_LOADED: dict[str, object] = {}  # "core" / "guard" -> the loaded library
 
-    return _dlopen(guard_library())
+
+def load_native_libraries(core: str | Path, guard: str | Path) -> None:
+    """Loads the scoring core and the call guard from paths compiled elsewhere: confined
+    workers have no PATH, so they cannot run rustc to find the cached builds themselves."""
+    _LOADED["core"] = _checked_core(_dlopen(Path(core)))
+    _LOADED["guard"] = _dlopen(Path(guard))
+
+
+def _guard():
+    if "guard" not in _LOADED:
+        from propamm_jax.native.build import guard_library
+
+        _LOADED["guard"] = _dlopen(guard_library())
+    return _LOADED["guard"]
 
 
 def guarded_pools(strategies: list[NativeStrategy], cell_address: int) -> list[PoolSpec]:
@@ -176,14 +186,18 @@ def guarded_pools(strategies: list[NativeStrategy], cell_address: int) -> list[P
     return pools
 
 
-@lru_cache(maxsize=1)
-def _core():
-    from propamm_jax.native.build import core_library
-
-    lib = _dlopen(core_library())
+def _checked_core(lib):
     if lib.pamm_abi_version() != CORE_ABI_VERSION:
         raise PropammError("the cached scoring core has another ABI version; clear the cache")
     return lib
+
+
+def _core():
+    if "core" not in _LOADED:
+        from propamm_jax.native.build import core_library
+
+        _LOADED["core"] = _checked_core(_dlopen(core_library()))
+    return _LOADED["core"]
 
 
 def _ptr(ctype: str, array: np.ndarray):

@@ -378,6 +378,22 @@ def _job_fuzz(p: _Prober, plan: Plan, send) -> None:
     send(("check", "epoch hook survives random payloads", PASS, f"{plan.fuzz_calls} calls"))
 
 
+def _job_preflight(plan: Plan, send, libraries: list[str], labels: list[str], where,
+                   started) -> None:
+    """Score's gate, all strategies in one child: symbols, name, and the curve checks on zero
+    storage. Messages are tagged with the strategy's position."""
+    for i, (library, label) in enumerate(zip(libraries, labels)):
+        send(("begin", i))
+        tagged = lambda message, i=i: send(("of", i, message))  # noqa: E731
+        try:
+            prober = _Prober(library, where, started)
+        except PropammError as exc:
+            tagged(("check", "ABI symbols", FAIL, str(exc).split(": ", 1)[-1]))
+            continue
+        _job_load(prober, plan, tagged)
+        _job_curves(prober, plan, tagged, [bytes(STORAGE)])
+
+
 _JOBS = {"load": _job_load, "history": _job_history, "curves": _job_curves,
          "determinism": _job_determinism, "fuzz": _job_fuzz}
 
@@ -391,6 +407,10 @@ def _child(job: str, path: str, plan: Plan, args: tuple, limits: Limits, out, wh
     def send(message) -> None:
         out.put(message)
 
+    if job == "preflight":
+        _job_preflight(plan, send, *args, where, started)
+        send(("end",))
+        return
     try:
         prober = _Prober(path, where, started)
     except PropammError as exc:  # a missing symbol, or not a loadable library
@@ -581,3 +601,50 @@ def validate_file(path: str | os.PathLike, *, strict: bool = False,
         return report()
     checks.extend(validate_library(str(library), plan, strict))
     return report()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Score's gate for one strategy: why it is rejected (one line naming the file), if it
+    is, and warnings that do not stop it."""
+
+    label: str
+    rejected: str | None = None
+    warnings: tuple[str, ...] = ()
+
+
+def preflight(libraries: Sequence[str], labels: Sequence[str], strict: bool = False,
+              plan: Plan = QUICK) -> list[Verdict]:
+    """The checks `score` runs before scoring, in one confined child for all strategies
+    (a strategy that kills the child is rejected and the child restarted for the rest)."""
+    verdicts: dict[int, Verdict] = {}
+    todo = list(range(len(libraries)))
+    while todo:
+        out = run_job("preflight", "", plan, ([libraries[i] for i in todo], [labels[i] for i in todo]))
+        checks: dict[int, list[Check]] = {}
+        current = None
+        for message in out.messages:
+            if message[0] == "begin":
+                current = todo[message[1]]
+                checks[current] = []
+            elif message[0] == "of":
+                inner = message[2]
+                target = checks.setdefault(todo[message[1]], [])
+                if inner[0] == "check":
+                    target.append(Check(inner[1], inner[2], inner[3]))
+                elif inner[0] == "curve":
+                    status, detail = _curve_status(strict, inner[2])
+                    target.append(Check(inner[1], status, detail))
+        for i, found in checks.items():
+            label = labels[i]
+            fail = next((c for c in found if c.status == FAIL), None)
+            warnings = tuple(c.line(label) for c in found if c.status == WARN)
+            if out.death and i == current:
+                fail = Check("checks before scoring", FAIL, out.death)
+            verdicts[i] = Verdict(label, fail.line(label).removeprefix("FAIL ") if fail else None,
+                                  warnings)
+        if out.death and current is None:
+            raise PropammError(f"checks before scoring could not start: {out.death}")
+        done = set(checks)
+        todo = [i for i in todo if i not in done]
+    return [verdicts[i] for i in range(len(libraries))]
