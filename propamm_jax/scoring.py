@@ -132,10 +132,10 @@ def prepare_strategies(paths: Sequence[str | os.PathLike], *, strict: bool = Fal
     if libraries:
         kept = []
         for k, verdict in enumerate(preflight(libraries, labels, strict)):
-            warnings.extend(verdict.warnings)
             if verdict.rejected:
                 rejected.append(verdict.rejected)
             else:
+                warnings.extend(verdict.warnings)
                 kept.append(k)
         libraries = [libraries[k] for k in kept]
         labels = [labels[k] for k in kept]
@@ -234,7 +234,7 @@ def _death(exitcode: int, stderr_path: str, labels: tuple[str, ...], timed_out: 
         match = re.search(r"panicked at (?:\S*/)?([^/\s]+\.rs):", text)
         if match:
             who = next((lbl for lbl in labels if Path(lbl).stem == Path(match.group(1)).stem), None)
-    return who, kind, f"{detail} {where}".strip()
+    return who, kind, f"{where}: {detail}" if where else detail
 
 
 def _last_line(path: str) -> str:
