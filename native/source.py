@@ -127,7 +127,7 @@ def check_policy(code: str) -> PolicyViolation | None:
     for pattern, why in _RULES:
         m = pattern.search(clean)
         if m:
-            hits.append((m.start(), " ".join(m.group(0).split()), why))
+            hits.append((m.start(), " ".join(code[m.start():m.end()].split()), why))
     for offset, body in _std_groups(clean):
         # Only first segments count: `std::{fs::File}` is std::fs, `std::{io::Read}` is fine.
         depth = 0

@@ -107,6 +107,7 @@ def _add_robustness_options(p: argparse.ArgumentParser) -> None:
                         "under the cache)")
     p.add_argument("--resume", action="store_true",
                    help="read back the journal's finished simulations and score only the rest")
+    p.add_argument("--no-journal", action="store_true", help="do not keep a results journal")
 
 
 def _add_validate_parser(sub) -> None:
@@ -173,7 +174,8 @@ def _robustness_kwargs(args) -> dict:
     if not hasattr(args, "resume"):
         return {}
     return {"strict": args.strict, "allow_unsafe_source": args.allow_unsafe_source,
-            "journal": args.journal or "auto", "resume": args.resume}
+            "journal": None if args.no_journal else (args.journal or "auto"),
+            "resume": args.resume}
 
 
 def _print_rejections(result) -> None:

@@ -29,6 +29,7 @@ class Limits:
     workdir: str = "."
     stderr_path: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    parent_pid: int = 0   # the worker dies with this process (0: do not tie them)
 
 
 def worker_env() -> dict[str, str]:
@@ -43,6 +44,8 @@ def worker_env() -> dict[str, str]:
 
 def confine(limits: Limits) -> None:
     """Applies `limits` to the calling process (irreversible: call it only in a worker)."""
+    if limits.parent_pid:
+        die_with_parent(limits.parent_pid)
     if limits.stderr_path:
         fd = os.open(limits.stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.dup2(fd, 2)
@@ -54,6 +57,19 @@ def confine(limits: Limits) -> None:
     os.chdir(limits.workdir)
     # SIGXCPU's default action ends the process; make sure nothing inherited ignores it.
     signal.signal(signal.SIGXCPU, signal.SIG_DFL)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """SIGKILL this process when its parent dies (Linux prctl PR_SET_PDEATHSIG): a scorer
+    killed with SIGKILL must not leave workers blocked on its queues forever."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: workers then exit when their queue breaks
+        return
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def cpu_budget(seconds: float) -> None:

@@ -45,6 +45,7 @@ class ScoreRequest:
     memory_limit: int = DEFAULT_MEMORY_LIMIT
     env: tuple[tuple[str, str], ...] = ()   # the workers' whole environment
     native: tuple[str, str] = ("", "")       # compiled scoring core and call guard
+    parent_pid: int = 0                      # workers die with this process
 
 
 @dataclass
@@ -151,7 +152,8 @@ def _worker(request: ScoreRequest, tasks, results, stderr_path: str) -> None:
     a CPU-time limit; every strategy call goes through the call guard, whose cell (a file
     mapped next to the stderr file) tells the parent who was running if the worker dies."""
     workdir = os.path.dirname(stderr_path)
-    confine(Limits(request.memory_limit, workdir, stderr_path, dict(request.env)))
+    confine(Limits(request.memory_limit, workdir, stderr_path, dict(request.env),
+                   request.parent_pid))
     from propamm_jax.native.bridge import (NativeStrategy, guarded_pools, load_native_libraries,
                                            run_core)
     from propamm_jax.tape_cache import cached_tape
@@ -405,7 +407,7 @@ def score(strategies: Sequence[str | os.PathLike], *, config: SimConfig | None =
     traced = frozenset(parse_seed(s) for s in trace_seeds)
     request = ScoreRequest(tuple(prepared.libraries), tuple(prepared.labels), config, profile,
                            traced, trace_steps, float(sim_timeout), int(memory_limit),
-                           tuple(sorted(worker_env().items())), _native_libraries())
+                           tuple(sorted(worker_env().items())), _native_libraries(), os.getpid())
 
     records: dict[int, dict] = {}
     traces: dict[int, dict] = {}

@@ -264,7 +264,7 @@ def _history(p: _Prober, plan: Plan, h: int, snapshot: Callable[[bytes], None]) 
 def _job_history(p: _Prober, plan: Plan, send) -> None:
     for h in range(plan.histories):
         _history(p, plan, h, lambda s: send(("storage", s)))
-    send(("check", "after_swap + epoch hook over simulated histories", PASS,
+    send(("check", "simulated trade histories", PASS,
           f"{plan.histories} histories x {plan.history_steps} steps"))
 
 
@@ -440,7 +440,7 @@ def run_job(job: str, library: str, plan: Plan, args: tuple = ()) -> JobOutcome:
     outcome = JobOutcome()
     with tempfile.TemporaryDirectory(prefix="propamm-validate-") as tmp:
         stderr_path = os.path.join(tmp, "stderr")
-        limits = Limits(plan.memory_bytes, tmp, stderr_path, worker_env())
+        limits = Limits(plan.memory_bytes, tmp, stderr_path, worker_env(), os.getpid())
         queue = ctx.Queue()
         where = ctx.RawArray("c", 1024)
         started = ctx.RawValue("d", 0.0)
@@ -538,7 +538,7 @@ def validate_library(library: str, plan: Plan = Plan(), strict: bool = False) ->
         return checks
     storages = [bytes(STORAGE)]
     if plan.histories:
-        hist = run("history", ["after_swap + epoch hook over simulated histories"])
+        hist = run("history", ["simulated trade histories"])
         storages += [m[1] for m in hist.messages if m[0] == "storage"][:8]
     run("curves", ["output within reserve", "monotone", "concave"], (storages,))
     run("determinism", ["deterministic"], (storages,))
