@@ -7,7 +7,6 @@ core takes `#[repr(C)]` structs of scalars and pointers into caller-owned NumPy 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
@@ -60,6 +59,8 @@ ffi.cdef(
     int32_t pamm_run(const PammConfig *cfg, const PammPool *pools, const PammMarket *market,
                      const PammOut *out);
     uint32_t pamm_abi_version(void);
+    void guard_init(uint32_t *cell);
+    int32_t guard_slot(uint32_t k, uintptr_t compute, uintptr_t after, uintptr_t *out);
     """
 )
 
@@ -151,14 +152,52 @@ class CoreRun(NamedTuple):
     call_seconds: float = 0.0         # time inside them
 
 
-@lru_cache(maxsize=1)
-def _core():
-    from propamm_jax.native.build import core_library
+_LOADED: dict[str, object] = {}  # "core" / "guard" -> the loaded library
 
-    lib = _dlopen(core_library())
+
+def load_native_libraries(core: str | Path, guard: str | Path) -> None:
+    """Loads the scoring core and the call guard from paths compiled elsewhere: confined
+    workers have no PATH, so they cannot run rustc to find the cached builds themselves."""
+    _LOADED["core"] = _checked_core(_dlopen(Path(core)))
+    _LOADED["guard"] = _dlopen(Path(guard))
+
+
+def _guard():
+    if "guard" not in _LOADED:
+        from propamm_jax.native.build import guard_library
+
+        _LOADED["guard"] = _dlopen(guard_library())
+    return _LOADED["guard"]
+
+
+def guarded_pools(strategies: list[NativeStrategy], cell_address: int) -> list[PoolSpec]:
+    """Pool specs whose calls go through the call guard: before each strategy call the guard
+    writes `slot * 4 + 1` (compute_swap) or `slot * 4 + 2` (after_swap) to the u32 at
+    `cell_address`, and 0 after it returns. Data passes through unchanged."""
+    lib = _guard()
+    lib.guard_init(ffi.cast("uint32_t *", cell_address))
+    pools = []
+    for k, strategy in enumerate(strategies):
+        compute, after = strategy.pool
+        out = ffi.new("uintptr_t[2]")
+        if lib.guard_slot(k, compute, after, out) != 0:
+            raise PropammError(f"the call guard has no slot {k}")
+        pools.append(PoolSpec(kind=0, compute_swap=int(out[0]), after_swap=int(out[1])))
+    return pools
+
+
+def _checked_core(lib):
     if lib.pamm_abi_version() != CORE_ABI_VERSION:
         raise PropammError("the cached scoring core has another ABI version; clear the cache")
     return lib
+
+
+def _core():
+    if "core" not in _LOADED:
+        from propamm_jax.native.build import core_library
+
+        _LOADED["core"] = _checked_core(_dlopen(core_library()))
+    return _LOADED["core"]
 
 
 def _ptr(ctype: str, array: np.ndarray):

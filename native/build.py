@@ -45,16 +45,21 @@ def _first_error_lines(stderr: str, limit: int = 6) -> str:
     return " | ".join(ln.strip() for ln in lines[start : start + limit])
 
 
-def compile_rust(source: Path, extra_flags: tuple[str, ...] = ()) -> Path:
-    """Returns the cached `.so` for `source`, compiling it if needed.
+def read_source(source: Path) -> bytes:
+    try:
+        return Path(source).read_bytes()
+    except OSError as exc:
+        raise PropammError(f"{source}: cannot read ({exc.strerror})") from None
+
+
+def compile_rust(source: Path, extra_flags: tuple[str, ...] = (), code: bytes | None = None) -> Path:
+    """Returns the cached `.so` for `source` (or for `code`, the bytes to compile in its
+    place, e.g. a wrapped safe-form file), compiling it if needed.
 
     Raises PropammError naming the file and quoting rustc's first error lines on failure.
     """
     source = Path(source)
-    try:
-        code = source.read_bytes()
-    except OSError as exc:
-        raise PropammError(f"{source}: cannot read ({exc.strerror})") from None
+    code = read_source(source) if code is None else code
     key = hashlib.sha256(
         code + b"\0" + rustc_version().encode() + b"\0" + " ".join(RUSTC_FLAGS + extra_flags).encode()
     ).hexdigest()[:24]
@@ -93,13 +98,25 @@ def starter_strategies() -> list[Path]:
     return sorted(Path(str(p)) for p in folder.iterdir() if str(p).endswith(".rs"))
 
 
-def resolve_library(path: str | os.PathLike) -> Path:
-    """A `.rs` source (compiled, cached) or a prebuilt `.so`; anything else is an error."""
+def guard_library() -> Path:
+    """The call guard (`native/core/guard.rs`): trampolines that record which strategy is
+    being called, so that a crash or hang inside it can be blamed on it."""
+    src = resources.files("propamm_jax.native").joinpath("core", "guard.rs")
+    with resources.as_file(src) as path:
+        return compile_rust(Path(path), CORE_FLAGS)
+
+
+def resolve_library(path: str | os.PathLike, allow_unsafe_source: bool = False) -> Path:
+    """A `.rs` source (source policy checked, safe form wrapped, compiled, cached) or a
+    prebuilt `.so`; anything else is an error."""
+    from propamm_jax.native.source import prepare_source
+
     path = Path(path)
     if not path.exists():
         raise PropammError(f"{path}: no such file")
     if path.suffix == ".rs":
-        return compile_rust(path)
+        code = prepare_source(read_source(path), str(path), allow_unsafe_source)
+        return compile_rust(path, code=code)
     if path.suffix == ".so":
         return path.resolve()
     raise PropammError(f"{path}: not a strategy (expected a .rs source or a compiled .so)")

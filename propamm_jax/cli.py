@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also record per-step traces (first 300 steps) for these seeds")
     p.add_argument("--sim-timeout", type=_positive_int("--sim-timeout"), default=300,
                    help="seconds one simulation may take before it is reported as a failure")
+    _add_robustness_options(p)
     p.set_defaults(run=cmd_score)
 
     p = sub.add_parser("simulate", help="simulate parametric pools on the fast JAX path")
@@ -139,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the table (.json/.csv/.parquet)")
     p.set_defaults(run=cmd_leaderboard)
 
+    _add_validate_parser(sub)
+
     p = sub.add_parser("demo", help="build the starter strategies and score them in both profiles")
     _add_run_options(p, simulations=20)
     p.set_defaults(run=cmd_demo)
@@ -149,6 +152,49 @@ def _config(args):
     from propamm_jax.config import SimConfig
 
     return SimConfig(steps=args.steps, epoch_len=args.epoch_len)
+
+
+def _add_robustness_options(p: argparse.ArgumentParser) -> None:
+    """score's options for untrusted strategies and for not losing work."""
+    p.add_argument("--strict", action="store_true",
+                   help="reject non-monotone or non-concave curves instead of warning")
+    p.add_argument("--allow-unsafe-source", action="store_true",
+                   help="relax the source policy (files, network, processes, env, threads, FFI)")
+    p.add_argument("--journal", type=Path, default=None,
+                   help="append each finished simulation here (default: one file per run "
+                        "under the cache)")
+    p.add_argument("--resume", action="store_true",
+                   help="read back the journal's finished simulations and score only the rest")
+    p.add_argument("--no-journal", action="store_true", help="do not keep a results journal")
+
+
+def _add_validate_parser(sub) -> None:
+    p = sub.add_parser("validate", help="check strategies before scoring: PASS/WARN/FAIL per check")
+    p.add_argument("files", nargs="*", help=".rs sources or compiled .so files")
+    p.add_argument("--strict", action="store_true",
+                   help="non-monotone or non-concave curves fail instead of warning")
+    p.add_argument("--allow-unsafe-source", action="store_true", help="relax the source policy")
+    p.add_argument("--call-budget-ms", type=_positive_int("--call-budget-ms"), default=100,
+                   help="time one strategy call may take (ms)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the generated inputs")
+    p.set_defaults(run=cmd_validate)
+
+
+def cmd_validate(args) -> int:
+    """One line per check per file; exit code 1 if any check failed."""
+    from propamm_jax.validate import Plan, validate_file
+
+    if not args.files:
+        raise PropammError("no strategy given: pass at least one .rs or .so file")
+    plan = Plan(seed=args.seed, call_budget_ms=float(args.call_budget_ms))
+    status = 0
+    for path in args.files:
+        report = validate_file(path, strict=args.strict,
+                               allow_unsafe_source=args.allow_unsafe_source, plan=plan)
+        for line in report.lines():
+            print(line, flush=True)
+        status |= 0 if report.ok else 1
+    return status
 
 
 def _score_and_print(files, args, profile: str, output: Path | None = None, trace_seeds=(),
@@ -163,11 +209,15 @@ def _score_and_print(files, args, profile: str, output: Path | None = None, trac
     result = score(files, config=config, simulations=args.simulations,
                    seed_start=args.seed_start, seed_stride=args.seed_stride, profile=profile,
                    workers=args.workers, trace_seeds=trace_seeds,
-                   progress=None if not args.no_progress else False, sim_timeout=sim_timeout)
+                   progress=None if not args.no_progress else False, sim_timeout=sim_timeout,
+                   **_robustness_kwargs(args))
     elapsed = time.perf_counter() - started
+    _print_rejections(result)
     print()
     print(format_table(result))
-    print(f"\n{len(result.results.sims)} simulations in {elapsed:.1f} s ({profile} profile)")
+    resumed = f", {result.resumed} read back from the journal" if result.resumed else ""
+    print(f"\n{len(result.results.sims)} simulations in {elapsed:.1f} s ({profile} profile"
+          f"{resumed})")
     for failure in result.failures:
         print(f"FAILED {failure.line()}", file=sys.stderr)
     if output is not None:
@@ -176,10 +226,27 @@ def _score_and_print(files, args, profile: str, output: Path | None = None, trac
     return result
 
 
+def _robustness_kwargs(args) -> dict:
+    """score()'s keyword arguments for the options of `_add_robustness_options` (demo has
+    none of them: defaults, and no journal)."""
+    if not hasattr(args, "resume"):
+        return {}
+    return {"strict": args.strict, "allow_unsafe_source": args.allow_unsafe_source,
+            "journal": None if args.no_journal else (args.journal or "auto"),
+            "resume": args.resume}
+
+
+def _print_rejections(result) -> None:
+    for line in result.warnings:
+        print(line, file=sys.stderr)
+    for line in result.rejected:
+        print(f"REJECTED {line}", file=sys.stderr)
+
+
 def cmd_score(args) -> int:
     result = _score_and_print(args.files, args, args.profile, args.output, args.trace_seeds,
                               args.sim_timeout)
-    return 1 if result.failures else 0
+    return 1 if result.failures or result.rejected else 0
 
 
 def _configure_jax() -> None:

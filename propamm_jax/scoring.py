@@ -8,12 +8,11 @@ only its unfinished simulations with it; they are reported as failures, never si
 
 from __future__ import annotations
 
+import mmap
 import multiprocessing as mp
 import os
 import queue
-import resource
 import re
-import signal
 import tempfile
 import time
 import sys
@@ -24,6 +23,7 @@ from typing import Callable, Iterable, Sequence
 from propamm_jax.config import MAX_STRATEGIES, SimConfig, check_profile
 from propamm_jax.errors import PropammError
 from propamm_jax.results import Results, aggregate_table, sim_record, trace_record
+from propamm_jax.sandbox import Limits, classify_death, confine, cpu_budget, worker_env
 from propamm_jax.tape import parse_seed
 
 DEFAULT_TRACE_STEPS = 300
@@ -43,6 +43,9 @@ class ScoreRequest:
     trace_steps: int = DEFAULT_TRACE_STEPS
     sim_timeout: float = DEFAULT_SIM_TIMEOUT
     memory_limit: int = DEFAULT_MEMORY_LIMIT
+    env: tuple[tuple[str, str], ...] = ()   # the workers' whole environment
+    native: tuple[str, str] = ("", "")       # compiled scoring core and call guard
+    parent_pid: int = 0                      # workers die with this process
 
 
 @dataclass
@@ -65,6 +68,9 @@ class ScoreResult:
 
     results: Results
     failures: list[Failure] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)   # one line per strategy not scored
+    warnings: list[str] = field(default_factory=list)   # checks that did not stop a strategy
+    resumed: int = 0                                     # simulations read back from a journal
 
     @property
     def frame(self):
@@ -90,58 +96,76 @@ def seed_list(simulations: int, seed_start: int = 0, seed_stride: int = 1) -> li
     return [start + i * seed_stride for i in range(simulations)]
 
 
-def prepare_strategies(paths: Sequence[str | os.PathLike]) -> tuple[list[str], list[str]]:
-    """Compiles (or accepts) each strategy and checks its ABI in a throwaway process.
+@dataclass(frozen=True)
+class Prepared:
+    """The strategies that passed the checks before scoring, and what happened to the rest."""
 
-    Returns (library paths, labels). Errors name the file.
+    libraries: list[str]
+    labels: list[str]
+    rejected: list[str]
+    warnings: list[str]
+
+
+def prepare_strategies(paths: Sequence[str | os.PathLike], *, strict: bool = False,
+                       allow_unsafe_source: bool = False) -> Prepared:
+    """Compiles (or accepts) each strategy, then runs score's gate on it in a confined child
+    (`validate.preflight`: ABI symbols, name, output within reserve, monotone and concave
+    curves; the last two reject only when `strict`). A strategy that fails is left out with
+    one line naming its file; if none is left, that is an error.
     """
     from propamm_jax.native.build import resolve_library
+    from propamm_jax.validate import preflight
 
     if not paths:
         raise PropammError("no strategy given: pass at least one .rs or .so file")
     if len(paths) > MAX_STRATEGIES:
         raise PropammError(f"{len(paths)} strategies given; the engine takes at most {MAX_STRATEGIES}")
-    libraries = [str(resolve_library(p)) for p in paths]
-    labels = [Path(p).name for p in paths]
-    _check_abi(libraries, labels)
-    return libraries, labels
-
-
-def _check_abi(libraries: list[str], labels: list[str]) -> None:
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(1) as pool:
-        problem = pool.apply(_abi_problem, (libraries, labels))
-    if problem:
-        raise PropammError(problem)
-
-
-def _abi_problem(libraries: list[str], labels: list[str]) -> str | None:
-    from propamm_jax.native.bridge import NativeStrategy
-
-    for lib, label in zip(libraries, labels):
+    libraries, labels, rejected = [], [], []
+    for p in paths:
+        if not Path(p).exists() or Path(p).suffix not in (".rs", ".so"):
+            resolve_library(p)  # a mistyped path is a usage error, not a bad strategy
         try:
-            NativeStrategy(Path(lib), label)
+            libraries.append(str(resolve_library(p, allow_unsafe_source)))
+            labels.append(Path(p).name)
         except PropammError as exc:
-            return str(exc)
-    return None
+            rejected.append(str(exc))
+    warnings: list[str] = []
+    if libraries:
+        kept = []
+        for k, verdict in enumerate(preflight(libraries, labels, strict)):
+            if verdict.rejected:
+                rejected.append(verdict.rejected)
+            else:
+                warnings.extend(verdict.warnings)
+                kept.append(k)
+        libraries = [libraries[k] for k in kept]
+        labels = [labels[k] for k in kept]
+    if not libraries:
+        raise PropammError("; ".join(rejected))
+    return Prepared(libraries, labels, rejected, warnings)
 
 
 def _worker(request: ScoreRequest, tasks, results, stderr_path: str) -> None:
-    """Worker process: load strategies once, then score blocks of seeds until told to stop.
-
-    Its stderr goes to `stderr_path`, so a strategy's panic message reaches the failure
-    report instead of the user's terminal.
-    """
-    fd = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.dup2(fd, 2)
-    # A strategy that allocates without bound fails here, not on the machine.
-    resource.setrlimit(resource.RLIMIT_AS, (request.memory_limit, request.memory_limit))
-    os.chdir(os.path.dirname(stderr_path))  # a private temporary working directory
-    from propamm_jax.native.bridge import NativeStrategy, PoolSpec, run_core
+    """Worker process: confined first (sandbox.confine: stderr to a file the parent reads,
+    address-space cap, empty environment, private working directory), then loads the
+    strategies once and scores blocks of seeds until told to stop. Each simulation runs under
+    a CPU-time limit; every strategy call goes through the call guard, whose cell (a file
+    mapped next to the stderr file) tells the parent who was running if the worker dies."""
+    workdir = os.path.dirname(stderr_path)
+    confine(Limits(request.memory_limit, workdir, stderr_path, dict(request.env),
+                   request.parent_pid))
+    from propamm_jax.native.bridge import (NativeStrategy, guarded_pools, load_native_libraries,
+                                           run_core)
     from propamm_jax.tape_cache import cached_tape
+    import numpy as np
 
+    load_native_libraries(*request.native)
+
+    with open(stderr_path[: -len(".stderr")] + ".cell", "r+b") as f:
+        cell_map = mmap.mmap(f.fileno(), 4096)
+    cell = np.frombuffer(cell_map, dtype=np.uint32, count=1)
     strategies = [NativeStrategy(Path(p), lbl) for p, lbl in zip(request.libraries, request.labels)]
-    pools = [PoolSpec.native(s) for s in strategies]
+    pools = guarded_pools(strategies, cell.ctypes.data)
     names = [s.name for s in strategies]
     config = request.config
     while True:
@@ -155,6 +179,7 @@ def _worker(request: ScoreRequest, tasks, results, stderr_path: str) -> None:
         fair = tape.fair_prices(config.initial_price)
         for row, (index, seed) in enumerate(block):
             results.put(("start", index, os.getpid()))
+            cpu_budget(request.sim_timeout)
             lo, hi = tape.order_start[row, 0], tape.order_start[row, -1]
             trace_steps = request.trace_steps if seed in request.trace_seeds else 0
             run = run_core(
@@ -176,27 +201,42 @@ def _blocks(seeds: list[int], workers: int, max_block: int = 8) -> list[list[tup
     return [indexed[i : i + size] for i in range(0, len(indexed), size)]
 
 
-def _crash_reason(exitcode: int, stderr_path: str, labels: tuple[str, ...]) -> tuple[str | None, str]:
-    """(strategy label or None, 'SIGABRT: panicked at file.rs:30:9: message') for a dead worker.
+def _blame(cell_path: str, labels: tuple[str, ...]) -> tuple[str | None, str]:
+    """(strategy label, 'in compute_swap') from the call guard's cell of a dead worker."""
+    try:
+        value = int.from_bytes(Path(cell_path).read_bytes()[:4], "little")
+    except OSError:
+        return None, ""
+    slot, kind = divmod(value, 4)
+    if value == 0 or slot >= len(labels) or kind not in (1, 2):
+        return None, ""
+    return labels[slot], "in compute_swap" if kind == 1 else "in after_swap"
 
-    A Rust panic names the source file it came from, which identifies the strategy.
+
+def _death(exitcode: int, stderr_path: str, labels: tuple[str, ...], timed_out: float | None
+           ) -> tuple[str | None, str, str]:
+    """(strategy or None, kind, message) for a worker that died in a simulation.
+
+    The call guard's cell names the strategy (and the function) that was running; a Rust
+    panic also names its source file, which identifies the strategy when the cell cannot.
     """
-    kind = f"exit code {exitcode}"
-    if exitcode < 0:
-        try:
-            kind = signal.Signals(-exitcode).name
-        except ValueError:
-            kind = f"signal {-exitcode}"
     try:
         text = Path(stderr_path).read_text(errors="replace")
     except OSError:
         text = ""
-    match = re.search(r"panicked at (?:\S*/)?([^/\s]+\.rs):(\d+):\d+:\s*\n?(.*)", text)
-    if not match:
-        return None, kind
-    source, line, message = match.groups()
-    strategy = next((lbl for lbl in labels if Path(lbl).stem == Path(source).stem), None)
-    return strategy, f"{kind}: panicked at {source}:{line}: {message.strip()}"[:300]
+    who, where = _blame(stderr_path[: -len(".stderr")] + ".cell", labels)
+    if timed_out is not None:
+        kind, detail = "timeout", (f"no result after {timed_out:g} s (a strategy loops or is "
+                                   "far too slow)")
+    else:
+        kind, detail = classify_death(exitcode, text)
+        if kind == "cpu-time-limit":
+            kind = "timeout"
+    if who is None:
+        match = re.search(r"panicked at (?:\S*/)?([^/\s]+\.rs):", text)
+        if match:
+            who = next((lbl for lbl in labels if Path(lbl).stem == Path(match.group(1)).stem), None)
+    return who, kind, f"{where}: {detail}" if where else detail
 
 
 def _last_line(path: str) -> str:
@@ -223,6 +263,8 @@ class _Pool:
 
     def spawn(self) -> None:
         path = os.path.join(self.tmpdir, f"worker{self.spawned}.stderr")
+        with open(path[: -len(".stderr")] + ".cell", "wb") as f:
+            f.write(bytes(4096))  # the call guard's cell, mapped by the worker
         self.spawned += 1
         proc = self.ctx.Process(target=_worker, args=(self.request, self.tasks, self.results, path),
                                 daemon=True)
@@ -248,7 +290,8 @@ class _Pool:
 
 def run_simulations(request: ScoreRequest, seeds: list[int], workers: int,
                     on_result: Callable[[int, dict, dict | None], None],
-                    on_progress: Callable[[int], None] | None = None) -> list[Failure]:
+                    on_progress: Callable[[int], None] | None = None,
+                    on_failure: Callable[[Failure], None] | None = None) -> list[Failure]:
     """Scores `seeds` in `workers` processes, calling `on_result(index, record, trace)` for
     each finished simulation as it arrives. A simulation whose worker dies is reported as a
     failure; the worker is replaced and every other simulation still runs. Returns failures."""
@@ -288,14 +331,12 @@ def run_simulations(request: ScoreRequest, seeds: list[int], workers: int,
                         index = running.pop(pid, None)
                         if index is not None and index in pending:
                             pending.discard(index)
-                            if pid in timed_out:
-                                failures.append(Failure(
-                                    seeds[index], None, "timeout",
-                                    f"no result after {request.sim_timeout:g} s (a strategy "
-                                    "loops or is far too slow)"))
-                            else:
-                                who, reason = _crash_reason(code, path, request.labels)
-                                failures.append(Failure(seeds[index], who, "crash", reason))
+                            who, kind, reason = _death(
+                                code, path, request.labels,
+                                request.sim_timeout if pid in timed_out else None)
+                            failures.append(Failure(seeds[index], who, kind, reason))
+                            if on_failure:
+                                on_failure(failures[-1])
                             if on_progress:
                                 on_progress(1)
                         # The rest of the dead worker's block goes back in the queue.
@@ -332,14 +373,25 @@ def score(strategies: Sequence[str | os.PathLike], *, config: SimConfig | None =
           workers: int | None = None, trace_seeds: Iterable[int] = (),
           trace_steps: int = DEFAULT_TRACE_STEPS, progress: bool | None = None,
           sim_timeout: float = DEFAULT_SIM_TIMEOUT,
-          memory_limit: int = DEFAULT_MEMORY_LIMIT) -> ScoreResult:
+          memory_limit: int = DEFAULT_MEMORY_LIMIT, strict: bool = False,
+          allow_unsafe_source: bool = False, journal: str | os.PathLike | None = None,
+          resume: bool = False) -> ScoreResult:
     """Scores compiled strategies officially, bit-identical to the reference engine.
 
-    `strategies`: `.rs` sources (compiled with the reference's flags, cached) or `.so` files.
-    `seeds` overrides `simulations`/`seed_start`/`seed_stride`. `profile` is `reference`
-    (official) or `corrected`. Returns results in the golden schema and DataFrames.
-    A simulation that crashes, exceeds `sim_timeout` seconds or makes its worker exceed
-    `memory_limit` bytes becomes a `Failure`; every other simulation still completes.
+    `strategies`: `.rs` sources (source policy checked, compiled with the reference's flags,
+    cached) or `.so` files. `seeds` overrides `simulations`/`seed_start`/`seed_stride`.
+    `profile` is `reference` (official) or `corrected`. Returns results in the golden schema
+    and DataFrames.
+
+    A strategy that fails the checks before scoring (compile error, missing symbol, bad name,
+    output above the reserve; non-monotone or non-concave curves when `strict`) is left out
+    and listed in `rejected`. A simulation that crashes, exceeds `sim_timeout` seconds (wall
+    or CPU) or makes its worker exceed `memory_limit` bytes becomes a `Failure` naming the
+    strategy; every other simulation still completes.
+
+    `journal`: a path, or "auto" (`<cache>/journals/<run key>.jsonl`), to which every
+    finished simulation is appended as it arrives; with `resume`, simulations already in it
+    are read back instead of run again.
     """
     config = config or SimConfig()
     profile = check_profile(profile)
@@ -347,45 +399,79 @@ def score(strategies: Sequence[str | os.PathLike], *, config: SimConfig | None =
         simulations, seed_start, seed_stride)
     if not seed_values:
         raise PropammError("no seeds to score")
-    libraries, labels = prepare_strategies(strategies)
-    request = ScoreRequest(tuple(libraries), tuple(labels), config, profile,
-                           frozenset(parse_seed(s) for s in trace_seeds), trace_steps,
-                           float(sim_timeout), int(memory_limit))
     workers = workers or os.cpu_count() or 1
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise PropammError(f"--workers must be a positive integer, got {workers!r}")
+    prepared = prepare_strategies(strategies, strict=strict,
+                                  allow_unsafe_source=allow_unsafe_source)
+    traced = frozenset(parse_seed(s) for s in trace_seeds)
+    request = ScoreRequest(tuple(prepared.libraries), tuple(prepared.labels), config, profile,
+                           traced, trace_steps, float(sim_timeout), int(memory_limit),
+                           tuple(sorted(worker_env().items())), _native_libraries(), os.getpid())
 
     records: dict[int, dict] = {}
     traces: dict[int, dict] = {}
+    writer = None
+    if journal is not None:
+        from propamm_jax import journal as jr
 
-    def keep(index: int, record: dict, trace: dict | None) -> None:
+        identity = jr.run_identity(profile, config.to_json(), prepared.labels,
+                                   prepared.libraries, seed_values, traced, trace_steps)
+        path = jr.default_path(identity) if str(journal) == "auto" else Path(journal)
+        if resume:
+            for entry in jr.read(path, identity):
+                if 0 <= entry.index < len(seed_values) and seed_values[entry.index] == entry.seed:
+                    records[entry.index] = entry.record
+                    if entry.trace is not None:
+                        traces[entry.index] = entry.trace
+        writer = jr.Writer(path, identity, fresh=not resume)
+    elif resume:
+        raise PropammError("--resume needs a journal (pass --journal PATH or journal='auto')")
+    resumed = len(records)
+    todo = [i for i in range(len(seed_values)) if i not in records]
+
+    def keep(k: int, record: dict, trace: dict | None) -> None:
+        index = todo[k]
         records[index] = record
         if trace is not None:
             traces[index] = trace
+        if writer is not None:
+            writer.append(index, seed_values[index], record, trace)
 
-    bar = _progress_bar(len(seed_values), progress)
+    failures: list[Failure] = []
+    bar = _progress_bar(len(seed_values), progress, initial=resumed)
     try:
-        failures = run_simulations(request, seed_values, workers, keep,
-                                   bar.update if bar is not None else None)
+        if todo:
+            failures = run_simulations(request, [seed_values[i] for i in todo], workers, keep,
+                                       bar.update if bar is not None else None)
     finally:
         if bar is not None:
             bar.close()
+        if writer is not None:
+            writer.close()
     results = Results(
-        engine=profile, config=config, strategies=labels,
+        engine=profile, config=config, strategies=prepared.labels,
         sims=[records[i] for i in sorted(records)],
         traces=[traces[i] for i in sorted(traces)] or None,
     )
-    return ScoreResult(results, failures)
+    return ScoreResult(results, failures, prepared.rejected, prepared.warnings, resumed)
 
 
-def _progress_bar(total: int, progress: bool | None):
+def _native_libraries() -> tuple[str, str]:
+    from propamm_jax.native.build import core_library, guard_library
+
+    return str(core_library()), str(guard_library())
+
+
+def _progress_bar(total: int, progress: bool | None, initial: int = 0):
     if progress is None:
         progress = sys.stderr.isatty()
     if not progress:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="sim", file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+    return tqdm(total=total, initial=initial, unit="sim", file=sys.stderr, dynamic_ncols=True,
+                smoothing=0.1)
 
 
 def format_table(result: ScoreResult | Results) -> str:
