@@ -20,6 +20,7 @@ import multiprocessing as mp
 import os
 import random
 import struct
+import signal
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -478,8 +479,13 @@ def run_job(job: str, library: str, plan: Plan, args: tuple = ()) -> JobOutcome:
                 proc.kill()
                 proc.join()
                 drain(0.05)
-                outcome.death = (f"time budget: no return after {plan.call_budget_ms:g} ms "
-                                 f"(per-call budget) from {current}")
+                text = Path(stderr_path).read_text(errors="replace") if os.path.exists(stderr_path) else ""
+                if "panicked at" in text:  # it was panicking, slowly (a loaded machine)
+                    kind, detail = classify_death(-signal.SIGABRT, text)
+                    outcome.death = f"{kind} ({detail}) on {current}"
+                else:
+                    outcome.death = (f"time budget: no return after {plan.call_budget_ms:g} ms "
+                                     f"(per-call budget) from {current}")
                 break
             if now > deadline:
                 proc.kill()
