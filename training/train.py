@@ -212,7 +212,7 @@ def heldout_value(setting: Setting, vec, seeds) -> float:
 
 
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
-          progress: bool | None = None, echo: Callable[[str], None] = print) -> dict:
+          progress: bool | None = None, echo: Callable[[str], None] | None = None) -> dict:
     """Runs (or resumes) a training run into directory `out`; returns the policy dict
     written to `out/policy.json`."""
     import jax
@@ -222,6 +222,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
         raise PropammError("training needs 64-bit JAX: call "
                            "jax.config.update('jax_enable_x64', True) first")
     cfg.check()
+    echo = echo or (lambda line: print(line, flush=True))
     out = Path(out)
     setting = cfg.setting()
     if resume:
