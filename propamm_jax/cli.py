@@ -141,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_leaderboard)
 
     _add_validate_parser(sub)
+    _add_training_parsers(sub)
 
     p = sub.add_parser("demo", help="build the starter strategies and score them in both profiles")
     _add_run_options(p, simulations=20)
@@ -418,6 +419,106 @@ def cmd_demo(args) -> int:
         result = _score_and_print(files, args, profile)
         status |= 1 if result.failures else 0
     return status
+
+
+def _add_training_parsers(sub) -> None:
+    """`train`, `export` and `evaluate` (issue #4; code in propamm_jax.training)."""
+    p = sub.add_parser("train", help="train a dynamic-fee policy (evosax / optax) on the fast path")
+    p.add_argument("--algorithm", default="cma_es", help="cma_es, open_es, snes (evosax) or adam (optax)")
+    p.add_argument("--generations", type=_positive_int("--generations"), default=50)
+    p.add_argument("--population", type=_positive_int("--population"), default=16)
+    p.add_argument("--batch-seeds", type=_positive_int("--batch-seeds"), default=16,
+                   help="training seeds per generation (resampled every generation)")
+    p.add_argument("--train-seed-start", type=_seed, default=1_000_000)
+    p.add_argument("--heldout-start", type=_seed, default=0)
+    p.add_argument("--heldout", type=_positive_int("--heldout"), default=32,
+                   help="held-out seeds monitored during training (never trained on)")
+    p.add_argument("--eval-every", type=_positive_int("--eval-every"), default=5)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the algorithm")
+    p.add_argument("--sigma-init", type=float, default=1.0)
+    p.add_argument("--learning-rate", type=float, default=0.05)
+    p.add_argument("--clip", type=float, default=1.0, help="adam: gradient clipping norm")
+    p.add_argument("--smooth", type=float, default=0.01, help="adam: arbitrage floor smoothing")
+    p.add_argument("--profile", choices=("corrected", "reference"), default="corrected")
+    p.add_argument("--objective", default="edge", help="edge, risk or vs_normalizer")
+    p.add_argument("--risk-lambda", type=float, default=2.0)
+    p.add_argument("--opponent", action="append", default=[], help="fixed pool, e.g. cpamm:30")
+    p.add_argument("--steps", type=_positive_int("--steps"), default=10_000)
+    p.add_argument("--epoch-len", type=_positive_int("--epoch-len"), default=1_000)
+    p.add_argument("--out", type=Path, required=True, help="run directory (log, checkpoint, policy)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("export", help="a policy.json as a single-file Rust submission")
+    p.add_argument("policy", type=Path)
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--name", default=None, help="strategy name (default: the file stem)")
+    p.set_defaults(run=cmd_export)
+
+    p = sub.add_parser("evaluate", help="a policy on held-out seeds: fast path and official")
+    p.add_argument("policy", type=Path)
+    p.add_argument("--profile", choices=("corrected", "reference"), default="corrected")
+    p.add_argument("--simulations", type=_positive_int("--simulations"), default=100)
+    p.add_argument("--seed-start", type=_seed, default=0)
+    p.add_argument("--opponent", action="append", default=[], help="fixed pool, e.g. cpamm:30")
+    p.add_argument("--steps", type=_positive_int("--steps"), default=10_000)
+    p.add_argument("--epoch-len", type=_positive_int("--epoch-len"), default=1_000)
+    p.add_argument("--fast-only", action="store_true", help="skip official scoring")
+    p.add_argument("--workers", type=_positive_int("--workers"), default=None)
+    p.set_defaults(run=cmd_evaluate)
+
+
+def cmd_train(args) -> int:
+    from propamm_jax.training.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        algorithm=args.algorithm, generations=args.generations, population=args.population,
+        batch_seeds=args.batch_seeds, train_seed_start=args.train_seed_start,
+        heldout_start=args.heldout_start, heldout=args.heldout, eval_every=args.eval_every,
+        seed=args.seed, sigma_init=args.sigma_init, learning_rate=args.learning_rate,
+        clip=args.clip, smooth=args.smooth, profile=args.profile, objective=args.objective,
+        risk_lambda=args.risk_lambda, opponents=tuple(args.opponent), steps=args.steps,
+        epoch_len=args.epoch_len)
+    cfg.check()
+    _configure_jax()
+    policy = train(cfg, args.out, resume=args.resume,
+                   progress=False if args.no_progress else None)
+    held = policy["heldout_mean"]
+    print(f"policy written to {args.out / 'policy.json'} (held-out mean "
+          f"{'n/a' if held is None else f'{held:.2f}'}, generation {policy['generation']})")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from propamm_jax.training.export import export
+
+    out = export(args.policy, args.output, args.name)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from propamm_jax.scoring import seed_list
+    from propamm_jax.training.evaluate import evaluate
+
+    _configure_jax()
+    from propamm_jax.config import SimConfig
+
+    config = SimConfig(steps=args.steps, epoch_len=args.epoch_len)
+    seeds = seed_list(args.simulations, args.seed_start)
+    print(f"profile: {args.profile}  |  {len(seeds)} held-out seeds from {seeds[0]}  |  "
+          f"opponents: {', '.join(args.opponent) or 'normalizer only'}", flush=True)
+    ev = evaluate(args.policy, seeds, args.profile, config, tuple(args.opponent),
+                  official=not args.fast_only, workers=args.workers)
+    print(f"fast path mean edge:  {ev.fast_mean:.3f}")
+    if ev.official_mean is not None:
+        print(f"official mean edge:   {ev.official_mean:.3f}")
+        print(f"official vs fast:     {100 * ev.gap:+.3f}%")
+    if ev.official_failures:
+        print(f"{ev.official_failures} official simulations failed")
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,140 @@
+"""Mean edge of many parameter sets over one batch of seeds, on the fast path.
+
+Common random numbers: every member of a population is run on the same seeds (the seed's
+market and events repeated per member, the members tiled per seed, seed-major as in
+`propamm_jax.sweep`), so differences between members are not sampling noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from propamm_jax.config import SimConfig
+from propamm_jax.errors import PropammError
+
+OBJECTIVES = ("edge", "risk", "vs_normalizer")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What a policy is evaluated in: the pool family, opponents, profile and objective."""
+
+    pool: Any                       # the trained pool (e.g. DynamicFee)
+    opponents: tuple[str, ...] = ()  # pool specs (`cpamm:30`), fixed during training
+    profile: str = "corrected"
+    config: SimConfig = SimConfig()
+    objective: str = "edge"
+    risk_lambda: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise PropammError(f"unknown objective {self.objective!r} (choose from "
+                               f"{', '.join(OBJECTIVES)})")
+
+
+def per_seed_value(edge: np.ndarray, norm_edge: np.ndarray, setting: Setting):
+    """The objective of each simulation (edge, risk-adjusted edge or edge - normalizer's)."""
+    import jax.numpy as jnp
+
+    if setting.objective == "risk":
+        return edge - setting.risk_lambda * jnp.maximum(0.0, -edge)
+    if setting.objective == "vs_normalizer":
+        return edge - norm_edge
+    return edge
+
+
+def _inputs(setting: Setting, seeds: Sequence[int], members: int):
+    """Markets and events of `seeds`, each repeated `members` times (seed-major)."""
+    import jax
+    import jax.numpy as jnp
+
+    from propamm_jax.fast import build_events, build_market
+    from propamm_jax.tape_cache import cached_tape
+
+    tape = cached_tape(list(seeds), setting.config.steps)
+    rep = lambda t: jax.tree_util.tree_map(lambda a: jnp.repeat(jnp.asarray(a), members, 0), t)  # noqa: E731
+    return rep(build_market(tape, setting.config, np.float64)), rep(build_events(tape, np.float64))
+
+
+def _opponent_params(setting: Setting, rows: int):
+    import jax
+
+    from propamm_jax.simulate import parse_pool
+
+    specs = [parse_pool(o) for o in setting.opponents]
+    pools = [s.pool for s in specs]
+    params = [jax.tree_util.tree_map(
+        lambda a: np.broadcast_to(np.asarray(a, np.float64), (rows,) + np.shape(a)).copy(),
+        s.params) for s in specs]
+    return pools, params
+
+
+def population_values(setting: Setting, population, seeds: Sequence[int],
+                      smooth: float = 0.0) -> np.ndarray:
+    """[members, seeds] objective values of a stacked population (leading axis: members)."""
+    import jax
+
+    from propamm_jax.fast import simulate_batch
+
+    members = int(np.shape(jax.tree_util.tree_leaves(population)[0])[0])
+    market, events = _inputs(setting, seeds, members)
+    rows = members * len(seeds)
+    opp_pools, opp_params = _opponent_params(setting, rows)
+    tiled = jax.tree_util.tree_map(
+        lambda a: np.tile(np.asarray(a, np.float64), len(seeds)), population)
+    final = _run(setting, opp_pools)(market, events, [tiled] + opp_params)
+    edge = np.asarray(final.cumulative_edge)
+    value = np.asarray(per_seed_value(edge[:, 0], edge[:, -1], setting))
+    return value.reshape(len(seeds), members).T
+
+
+_RUNS: dict = {}
+
+
+def _run(setting: Setting, opp_pools):
+    """One jitted batch program per (pool, opponents, profile, config)."""
+    import jax
+
+    from propamm_jax.fast import simulate_batch
+
+    key = (setting.pool, setting.opponents, setting.profile, setting.config)
+    if key not in _RUNS:
+        pools = [setting.pool] + list(opp_pools)
+        _RUNS[key] = jax.jit(lambda m, e, p: simulate_batch(
+            pools, p, setting.config, setting.profile, m, e, params_batched=True))
+    return _RUNS[key]
+
+
+def smoothed_value_and_grad(setting: Setting, seeds: Sequence[int], smooth: float, params):
+    """(loss, gradient) of loss = -mean objective over `seeds` (shared parameters) through
+    the smoothed engine (`smooth` > 0), for gradient training. Compiled once per setting."""
+    import jax
+    import jax.numpy as jnp
+
+    from propamm_jax.fast import simulate_batch
+
+    market, events = _inputs(setting, seeds, 1)
+    opp_pools, opp_params = _opponent_params(setting, 1)
+    opp_params = [jax_tree_first(p) for p in opp_params]
+    key = ("grad", smooth, len(seeds)) + (setting.pool, setting.opponents, setting.profile,
+                                          setting.config, setting.objective, setting.risk_lambda)
+    if key not in _RUNS:
+        pools = [setting.pool] + list(opp_pools)
+
+        def loss(prm, opp, m, e):
+            final = simulate_batch(pools, [prm] + opp, setting.config, setting.profile, m, e,
+                                   smooth=smooth)
+            edge = final.cumulative_edge
+            return -jnp.mean(per_seed_value(edge[:, 0], edge[:, -1], setting))
+
+        _RUNS[key] = jax.jit(jax.value_and_grad(loss))
+    return _RUNS[key](params, opp_params, market, events)
+
+
+def jax_tree_first(tree):
+    import jax
+
+    return jax.tree_util.tree_map(lambda a: a[0], tree)
