@@ -31,11 +31,6 @@ DEFAULT_SIM_TIMEOUT = 300.0          # seconds of wall time for one simulation
 DEFAULT_MEMORY_LIMIT = 4 * 2**30     # address space of one worker process, bytes
 
 
-# Benchmarks only (benchmarks/bench_isolation.py): with this set, scoring skips the checks
-# before scoring, the workers' confinement, CPU budgets and call guard, to measure what they
-# cost. Never set it when scoring untrusted code.
-NO_ISOLATION = "PROPAMM_BENCH_NO_ISOLATION"
-
 @dataclass(frozen=True)
 class ScoreRequest:
     """Everything a worker needs; plain data so that it pickles into a spawned process."""
@@ -135,7 +130,7 @@ def prepare_strategies(paths: Sequence[str | os.PathLike], *, strict: bool = Fal
         except PropammError as exc:
             rejected.append(str(exc))
     warnings: list[str] = []
-    if libraries and not os.environ.get(NO_ISOLATION):
+    if libraries:
         kept = []
         for k, verdict in enumerate(preflight(libraries, labels, strict)):
             if verdict.rejected:
@@ -157,10 +152,8 @@ def _worker(request: ScoreRequest, tasks, results, stderr_path: str) -> None:
     a CPU-time limit; every strategy call goes through the call guard, whose cell (a file
     mapped next to the stderr file) tells the parent who was running if the worker dies."""
     workdir = os.path.dirname(stderr_path)
-    isolated = not os.environ.get(NO_ISOLATION)
-    if isolated:
-        confine(Limits(request.memory_limit, workdir, stderr_path, dict(request.env),
-                       request.parent_pid))
+    confine(Limits(request.memory_limit, workdir, stderr_path, dict(request.env),
+                   request.parent_pid))
     from propamm_jax.native.bridge import (NativeStrategy, guarded_pools, load_native_libraries,
                                            run_core)
     from propamm_jax.tape_cache import cached_tape
@@ -172,13 +165,7 @@ def _worker(request: ScoreRequest, tasks, results, stderr_path: str) -> None:
         cell_map = mmap.mmap(f.fileno(), 4096)
     cell = np.frombuffer(cell_map, dtype=np.uint32, count=1)
     strategies = [NativeStrategy(Path(p), lbl) for p, lbl in zip(request.libraries, request.labels)]
-    if isolated:
-        pools = guarded_pools(strategies, cell.ctypes.data)
-    else:
-        from propamm_jax.native.bridge import PoolSpec
-
-        pools = [PoolSpec(kind=0, compute_swap=s.pool[0], after_swap=s.pool[1])
-                 for s in strategies]
+    pools = guarded_pools(strategies, cell.ctypes.data)
     names = [s.name for s in strategies]
     config = request.config
     while True:
@@ -192,8 +179,7 @@ def _worker(request: ScoreRequest, tasks, results, stderr_path: str) -> None:
         fair = tape.fair_prices(config.initial_price)
         for row, (index, seed) in enumerate(block):
             results.put(("start", index, os.getpid()))
-            if isolated:
-                cpu_budget(request.sim_timeout)
+            cpu_budget(request.sim_timeout)
             lo, hi = tape.order_start[row, 0], tape.order_start[row, -1]
             trace_steps = request.trace_steps if seed in request.trace_seeds else 0
             run = run_core(

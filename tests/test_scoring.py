@@ -48,6 +48,9 @@ def test_a_hanging_strategy_times_out_and_the_rest_is_kept():
     result = score(files, config=config, seeds=[1, 2], workers=2, progress=False, sim_timeout=3)
     assert {f.seed for f in result.failures} == {1, 2}
     assert all(f.kind == "timeout" and "3 s" in f.message for f in result.failures)
+    # The call guard names the strategy that was running when the watchdog struck.
+    assert all(f.strategy == "loops_forever.rs" and f.message.startswith("in after_swap")
+               for f in result.failures), [f.line() for f in result.failures]
     # A strategy that never reaches step 40 finishes normally under the same watchdog.
     short = score(files, config=SimConfig(steps=30, epoch_len=10), seeds=[1, 2], workers=2,
                   progress=False, sim_timeout=3)

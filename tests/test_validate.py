@@ -32,8 +32,7 @@ EXPECTED = {
     "null_write.rs": ("simulated trade histories", FAIL,
                       "SIGSEGV: invalid memory access) on history"),
     "loops_forever.rs": ("simulated trade histories", FAIL,
-                         "no return after 100 ms (per-call budget) from history 0, step 40: "
-                         "after_swap"),
+                         "(per-call budget 100 ms) from history 0, step 40: after_swap"),
     "alloc_forever.rs": ("simulated trade histories", FAIL,
                          "out-of-memory"),
     "big_output.rs": ("output within reserve", FAIL, "> reserve"),
