@@ -199,13 +199,19 @@ def build_market(tape, config: SimConfig, dtype=np.float64) -> Market:
                   np.asarray(tape.params.norm_liquidity_mult, dtype))
 
 
-def _competitors(spot, i: int, n: int):
-    """Pool i's view of the other pools' spot prices: up to 8, normalizer included, NaN-padded."""
+def _competitors(after, before, i: int, n: int):
+    """Pool i's view of the other pools' spot prices: up to 8, normalizer included, NaN-padded.
+
+    As in the engine, pools are booked and told in index order (the normalizer last), so
+    pool i sees the pools before it after their trade and the ones after it before theirs.
+    (The payload carries them as f32; rounding them here would make the objective a staircase
+    for gradients, and changes the gap feature by ~1e-7.)"""
     others = [j for j in range(n) if j != i][:8]
     if len(others) < 8:
         others.append(n)
-    nan = jnp.full_like(spot[0], jnp.nan)
-    return jnp.stack([spot[j] for j in others] + [nan] * (8 - len(others)))
+    nan = jnp.full_like(after[0], jnp.nan)
+    seen = [(after if j < i else before)[j] for j in others]
+    return jnp.stack(seen + [nan] * (8 - len(others)))
 
 
 def _reference_split(total, r_in, r_out, gamma, spot_floor, is_sell):
@@ -274,8 +280,9 @@ def _program(pools: Sequence[Any], config: SimConfig, profile: str, smooth: floa
         return s._replace(rx=s.rx + w * dx, ry=s.ry + w * dy, epoch_edge=s.epoch_edge + edge,
                           epoch_trades=s.epoch_trades + (w > 0.5).astype(s.epoch_trades.dtype))
 
-    def notify(s: FastState, params, active, is_buy, a_in, a_out, step, flow):
-        spot = s.ry / s.rx
+    def notify(s: FastState, before: FastState, params, active, is_buy, a_in, a_out, step,
+               flow):
+        spot, spot_before = s.ry / s.rx, before.ry / before.rx
         is_buy = jnp.broadcast_to(is_buy, active.shape)
         states = list(s.pool_states)
         for i in range(n):
@@ -283,7 +290,7 @@ def _program(pools: Sequence[Any], config: SimConfig, profile: str, smooth: floa
                           amount_out=a_out[i], reserve_x=s.rx[i], reserve_y=s.ry[i], step=step,
                           epoch_step=step % epoch_len, epoch_number=step // epoch_len,
                           flow=flow[i], capital_weight=s.capital_weight[i],
-                          competitor_prices=_competitors(spot, i, n))
+                          competitor_prices=_competitors(spot, spot_before, i, n))
             states[i] = on_trade[i](params[i], states[i], obs)
         return s._replace(pool_states=tuple(states))
 
@@ -296,8 +303,8 @@ def _program(pools: Sequence[Any], config: SimConfig, profile: str, smooth: floa
             active = jnp.where(go & (a_in > 0.0), jax.nn.sigmoid((profit - floor) / smooth), 0.0)
         else:
             active = go & (profit >= floor) & (a_in > 0.0)
-        s = book(s, active, jnp.where(buy, -a_out, a_in), jnp.where(buy, a_in, -a_out), fair)
-        return notify(s, params, active[:n], buy[:n], a_in[:n], a_out[:n], step,
+        booked = book(s, active, jnp.where(buy, -a_out, a_in), jnp.where(buy, a_in, -a_out), fair)
+        return notify(booked, s, params, active[:n], buy[:n], a_in[:n], a_out[:n], step,
                       jnp.zeros_like(s.rx[:n]))
 
     def retail(s: FastState, params, norm_fee, ev_is_buy, size, fair, step, go):
@@ -313,10 +320,11 @@ def _program(pools: Sequence[Any], config: SimConfig, profile: str, smooth: floa
             split = _reference_split(total, r_in, r_out, gamma, spot_floor, ~ev_is_buy)
         out = cpamm_out(split, r_in, r_out, gamma)
         active = go & (split > 0.0)
-        s = book(s, active, jnp.where(ev_is_buy, -out, split), jnp.where(ev_is_buy, split, -out),
-                 fair)
+        booked = book(s, active, jnp.where(ev_is_buy, -out, split),
+                      jnp.where(ev_is_buy, split, -out), fair)
         flow = split / jnp.maximum(total, 1e-9)
-        return notify(s, params, active[:n], ev_is_buy, split[:n], out[:n], step, flow[:n])
+        return notify(booked, s, params, active[:n], ev_is_buy, split[:n], out[:n], step,
+                      flow[:n])
 
     def rebalance(s: FastState, params, go, step):
         edge = s.epoch_edge[:n]

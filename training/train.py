@@ -26,11 +26,10 @@ from propamm_jax.pools.dynamic_fee import PARAM_NAMES, DFParams, DynamicFee, sav
 from propamm_jax.training.objective import (OBJECTIVES, Setting, population_values,
                                            smoothed_value_and_grad)
 
-# w_gap is not trained: the fast path shows every pool the competitors' spots after the
-# whole step (all arbitrages / the whole split at once), while the official engine calls each
-# pool's hook in turn with the others' spots of that moment, so the gap feature differs
-# (a 17% edge gap officially vs fast for w_gap = 0.5) and a trained w_gap would not export.
-TRAINED = tuple(k for k in PARAM_NAMES if k != "w_gap")
+# Every DynamicFee parameter is trained. (w_gap was left out while the fast path showed every
+# pool the competitors' spots after the whole step; it now follows the engine's hook order,
+# official vs fast within 0.2% for a policy driven by w_gap alone.)
+TRAINED = tuple(PARAM_NAMES)
 ALGORITHMS = ("cma_es", "open_es", "snes", "adam")
 CHECKPOINT = "checkpoint.npz"
 LOG = "log.jsonl"
