@@ -1,17 +1,21 @@
-"""Running packed batches of the fast path: split over devices, programs kept on disk.
+"""Running packed batches of the fast path: split over devices, compiled programs kept on disk.
 
-A fresh process would spend about half a second tracing and lowering the batch program
-before XLA's compilation cache could even be asked. `BatchRunner` exports the per-device
-program once (`jax.export`) and stores it under `<cache>/programs/`, keyed by everything it
-depends on: the package's source, the JAX version, the pools, the config, the profile and
-the shapes. Later processes deserialize it and only wrap it in `jax.pmap`. Anything that
-goes wrong on that path (no `flatbuffers`, a damaged file) falls back to tracing.
+A fresh process would spend about half a second tracing, lowering and asking XLA's
+compilation cache for the batch program before its first event ran. `BatchRunner` compiles
+the program once (`jax.jit` of a `shard_map` over the local devices: each device runs its own
+slice of the simulations, with no communication) and stores the compiled executable under
+`<cache>/programs/` (`jax.experimental.serialize_executable`), keyed by everything it depends
+on: the package's source, the JAX version, the pools, the config, the profile, the shapes,
+the devices, `XLA_FLAGS` and the host CPU. Later processes load it in a few tens of
+milliseconds and call it directly. Anything that goes wrong on that path (a damaged file, a
+JAX that cannot serialize) falls back to compiling, which XLA's own cache still speeds up.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
@@ -20,7 +24,7 @@ import numpy as np
 
 from propamm_jax.config import SimConfig
 
-VERSION = "v1"
+VERSION = "v2"
 
 
 class Outcome(NamedTuple):
@@ -43,6 +47,22 @@ def _source_digest() -> str:
     return h.hexdigest()
 
 
+def _host_signature() -> str:
+    """What a compiled CPU executable depends on besides its program: the processor (XLA
+    compiles for the host's instruction set) and the flags XLA was started with."""
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith(("model name", "flags")):
+                    cpu += line
+                if line.startswith("flags"):
+                    break
+    except OSError:
+        cpu = platform.processor()
+    return repr((platform.machine(), cpu, os.environ.get("XLA_FLAGS", "")))
+
+
 class BatchRunner:
     """`run(norm_fee, norm_liquidity_mult, packed, params) -> Outcome` for one batch of
     `fast.pack_events`, split evenly over the local devices when the batch divides among them.
@@ -56,9 +76,15 @@ class BatchRunner:
         self.devices = jax.local_devices()
         self.programs: dict = {}
 
-    def _flat(self, treedef):
-        """The per-device program on flat arguments and results (what export stores)."""
+    def _split(self, rows: int) -> int:
+        d = len(self.devices)
+        return d if d > 1 and rows % d == 0 else 1
+
+    def _sharded(self, treedef, d: int):
+        """The batch program on flat arguments, each of `d` devices simulating its own columns
+        of the events (`shard_map`: no collective, so the devices never wait on each other)."""
         import jax
+        from jax.sharding import Mesh, PartitionSpec as P
 
         from propamm_jax.fast import Packed, simulate_packed
 
@@ -68,11 +94,11 @@ class BatchRunner:
                                     Packed(step, flags, size, price))
             return tuple(getattr(final, f) for f in Outcome._fields)
 
-        return sim
-
-    def _split(self, rows: int) -> int:
-        d = len(self.devices)
-        return d if d > 1 and rows % d == 0 else 1
+        mesh = Mesh(np.array(self.devices[:d]), ("sims",))
+        column, row = P(None, "sims"), P("sims")
+        specs = (row, row, column, column, column, column) + (P(),) * treedef.num_leaves
+        return jax.jit(jax.shard_map(sim, mesh=mesh, in_specs=specs,
+                                     out_specs=(row,) * len(Outcome._fields), check_vma=False))
 
     def program(self, width: int, rows: int, dtype, params, step_type):
         import jax
@@ -83,64 +109,86 @@ class BatchRunner:
         if key in self.programs:
             return self.programs[key]
         spec = jax.ShapeDtypeStruct
-        per = rows // d
-        shapes = ((spec((per,), dtype), spec((per,), dtype), spec((width, per), step_type),
-                   spec((width, per), np.uint8), spec((width, per), dtype),
-                   spec((width, per), dtype))
+        shapes = ((spec((rows,), dtype), spec((rows,), dtype), spec((width, rows), step_type),
+                   spec((width, rows), np.uint8), spec((width, rows), dtype),
+                   spec((width, rows), dtype))
                   + tuple(spec(np.shape(x), np.asarray(x).dtype) for x in leaves))
-        fn = self._stored(shapes, treedef) or self._flat(treedef)
-        n_leaves = len(leaves)
-        if d == 1:
-            prog = jax.jit(fn)
-        else:
-            prog = jax.pmap(fn, in_axes=(0, 0, 1, 1, 1, 1) + (None,) * n_leaves,
-                            devices=self.devices)
+        prog = self._stored(shapes, treedef, d)
+        if prog is None:
+            prog = self._sharded(treedef, d).lower(*shapes).compile()
         self.programs[key] = prog
         return prog
 
-    def _stored(self, shapes, treedef):
-        """The exported program's `call`, loaded or made and stored, or None."""
+    def _stored(self, shapes, treedef, d: int):
+        """The compiled program, loaded or compiled and stored, or None (then the caller
+        compiles it without storing)."""
         import jax
 
         if os.environ.get("PROPAMM_NO_PROGRAM_CACHE"):
             return None
         try:
-            from jax import export
+            from jax.experimental import serialize_executable as se
 
             from propamm_jax.native.build import cache_dir
 
             text = repr((VERSION, _source_digest(), jax.__version__, self.pools, self.config,
                          self.profile, [(s.shape, str(s.dtype)) for s in shapes], str(treedef),
-                         jax.default_backend()))
+                         jax.default_backend(), d, [str(x) for x in self.devices[:d]],
+                         _host_signature()))
             path = (cache_dir() / "programs" /
                     f"{hashlib.sha256(text.encode()).hexdigest()[:32]}.bin")
+            in_tree = jax.tree_util.tree_structure((tuple(range(len(shapes))), {}))
+            out_tree = jax.tree_util.tree_structure(tuple(range(len(Outcome._fields))))
             if path.exists():
                 try:
-                    return export.deserialize(bytearray(path.read_bytes())).call
-                except Exception:  # noqa: BLE001 - damaged: made again below
+                    return _Loaded(se.deserialize_and_load(
+                        path.read_bytes(), in_tree, out_tree, execution_devices=self.devices[:d]),
+                        path)
+                except Exception:  # noqa: BLE001 - damaged: compiled again below
                     pass
-            exported = export.export(jax.jit(self._flat(treedef)))(*shapes)
+            # Compiled afresh: an executable that XLA's persistent cache handed back serializes
+            # without its kernels (loading it then fails at the first call).
+            enabled = jax.config.jax_enable_compilation_cache
+            jax.config.update("jax_enable_compilation_cache", False)
+            try:
+                compiled = self._sharded(treedef, d).lower(*shapes).compile()
+            finally:
+                jax.config.update("jax_enable_compilation_cache", enabled)
+            blob, c_in, c_out = se.serialize(compiled)
+            if c_in != in_tree or c_out != out_tree:
+                return compiled  # an unexpected calling convention: use it, do not store it
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
             with os.fdopen(fd, "wb") as fh:
-                fh.write(exported.serialize())
+                fh.write(blob)
             os.replace(tmp, path)
-            return exported.call
-        except Exception:  # noqa: BLE001 - any failure here only costs tracing time
+            return compiled
+        except Exception:  # noqa: BLE001 - any failure here only costs compile time
             return None
 
     def __call__(self, fee, mult, packed, params) -> Outcome:
         import jax
 
         width, rows = packed.step.shape
+        args = (np.asarray(fee), np.asarray(mult), *packed, *jax.tree_util.tree_leaves(params))
         prog = self.program(width, rows, packed.price.dtype, params, packed.step.dtype)
-        d = self._split(rows)
-        fee, mult = np.asarray(fee), np.asarray(mult)
-        arrays = list(packed)
-        if d > 1:
-            fee, mult = fee.reshape(d, rows // d), mult.reshape(d, rows // d)
-            arrays = [a.reshape(width, d, rows // d) for a in arrays]
-        out = prog(fee, mult, *arrays, *jax.tree_util.tree_leaves(params))
-        # Gathered to the host (where the results go anyway), not reshaped on the devices.
-        return Outcome(*(np.asarray(a).reshape((rows,) + a.shape[2:]) if d > 1 else np.asarray(a)
-                         for a in out))
+        try:
+            return Outcome(*(np.asarray(a) for a in prog(*args)))
+        except Exception:  # noqa: BLE001 - only a stored program is given a second chance
+            if not isinstance(prog, _Loaded):
+                raise
+        # A stored executable that loaded but cannot run here: drop it and compile.
+        prog.path.unlink(missing_ok=True)
+        self.programs.clear()
+        prog = self.program(width, rows, packed.price.dtype, params, packed.step.dtype)
+        return Outcome(*(np.asarray(a) for a in prog(*args)))
+
+
+class _Loaded(NamedTuple):
+    """A program loaded from the store, with the file it came from."""
+
+    compiled: Any
+    path: Path
+
+    def __call__(self, *args):
+        return self.compiled(*args)
