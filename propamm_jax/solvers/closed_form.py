@@ -113,17 +113,25 @@ def _fd_allocation(level, r_in, r_out, gamma, step_rel: float, step_abs: float):
 
 
 def reference_router_split(total, r_in, r_out, gamma, step_rel: float = 0.001,
-                           step_abs: float = 0.001, newton_steps: int = 1):
+                           step_abs: float = 0.001):
     """Where the corrected reference router lands for constant-product pools.
 
     That router equalises forward-difference marginals `(f(x + d) - f(x)) / d` with
     `d = 0.001 x + 0.001`, not derivatives, then rescales to the order size; the constant part
     of the step shifts small allocations by several percent. The common level solves
-    `sum_i x_i(level) = total` (`fd_level`).
+    `sum_i x_i(level) = total` (`fd_level`). Here the allocations at the midpoint rule's
+    closed-form level (within ~1e-10 of the root) are moved along their slopes onto
+    `sum_i x_i = total`: one Newton step folded into the allocation itself, so each pool takes
+    one square root per order. That lands within O(1e-20) of the exact root's allocations,
+    and its derivative is the implicit one up to the same order (no loop is differentiated).
     """
-    level = fd_level(total, r_in, r_out, gamma, step_rel, step_abs, newton_steps)
-    raw, _ = _fd_allocation(level, r_in, r_out, gamma, step_rel, step_abs)
+    level, _, _ = water_level(total, r_in, r_out, gamma, 1.0 + 0.5 * step_rel, 0.5 * step_abs)
+    alloc, slope = _fd_allocation(level, r_in, r_out, gamma, step_rel, step_abs)
+    slope_sum = jnp.sum(slope, axis=0)
+    flat = slope_sum <= 0.0  # no pool strictly inside: nothing to move
+    move = jnp.where(flat, 0.0, (total - jnp.sum(alloc, axis=0)) / jnp.where(flat, 1.0, slope_sum))
     caps = 0.9 * r_in
+    raw = jnp.clip(alloc + slope * move, 0.0, caps)
     raw = jnp.where(jnp.sum(caps, axis=0) <= total, caps, raw)  # all capped: pro rata to caps
     raw_sum = jnp.sum(raw, axis=0)
     ok = (raw_sum > 0.0) & (total > 0.0)
@@ -133,14 +141,13 @@ def reference_router_split(total, r_in, r_out, gamma, step_rel: float = 0.001,
 @partial(jax.custom_jvp, nondiff_argnums=(4, 5, 6))
 def fd_level(total, r_in, r_out, gamma, step_rel: float, step_abs: float, newton_steps: int):
     """The level at which the forward-difference allocations sum to `total`: Newton steps from
-    the midpoint rule's closed form, differentiated implicitly (never through the steps).
+    the midpoint rule's closed form, differentiated implicitly (never through the steps). The
+    exact root, against which `reference_router_split`'s single folded step is tested.
 
     The forward difference is the derivative at `x + d / 2` up to a relative
     O((d / r_in) ** 2), so the exact water level of the allocations
     `(a s - b - step_abs / 2) / (1 + step_rel / 2)` starts within about 1e-10 of the root;
-    one step (the default) squares that: final edges of 1 000 seeds x 10 000 steps moved by
-    7e-14 relative on average against two steps, far below the published router's own
-    1e-6 bisection tolerance.
+    two steps reach machine precision even where the 0.9 reserve cap binds.
     """
     level, _, _ = water_level(total, r_in, r_out, gamma, 1.0 + 0.5 * step_rel, 0.5 * step_abs)
     for _ in range(newton_steps):
