@@ -116,7 +116,7 @@ def test_policy_of_another_family_or_version_is_refused(tmp_path):
     path = _policy(tmp_path, bias=-1.0)
     data = json.loads(path.read_text())
     for change, message in (({"family": "other"}, "policy family 'other'"),
-                            ({"version": 2}, "policy version 2")):
+                            ({"version": 3}, "policy version 3")):
         bad = tmp_path / "bad.json"
         bad.write_text(json.dumps({**data, **change}))
         assert main(["export", str(bad), "-o", str(tmp_path / "x.rs")]) == 2
@@ -124,6 +124,21 @@ def test_policy_of_another_family_or_version_is_refused(tmp_path):
             from propamm_jax.training.export import export
 
             export(bad, tmp_path / "x.rs")
+
+
+def test_version_1_policy_loads_without_the_fair_price_tilt(tmp_path):
+    from propamm_jax.pools.dynamic_fee import load_policy
+
+    data = json.loads(_policy(tmp_path, bias=-1.0, w_skew=0.5).read_text())
+    del data["params"]["w_dev"]
+    old = tmp_path / "v1.json"
+    old.write_text(json.dumps({**data, "version": 1}))
+    _, params = load_policy(old)
+    assert float(params.w_dev) == 0.0 and float(params.w_skew) == 0.5
+    data["params"]["w_dev"] = 1.0
+    old.write_text(json.dumps({**data, "version": 1}))
+    with pytest.raises(PropammError, match="needs policy version 2"):
+        load_policy(old)
 
 
 def test_cli_errors_are_one_line_exit_2(tmp_path, capsys):
@@ -138,16 +153,18 @@ def test_cli_errors_are_one_line_exit_2(tmp_path, capsys):
 @pytest.mark.skipif(shutil.which("rustc") is None, reason="needs rustc")
 def test_export_compiles_with_plain_rustc_and_matches_the_fast_path(tmp_path, x64):
     """Fidelity on a few short simulations: the exported submission scored officially is
-    within 1% of the fast path (features w_vol/w_flow/w_weight/w_epoch/w_skew all active)."""
+    within 1% of the fast path (features w_vol/w_flow/w_weight/w_epoch/w_skew/w_dev all
+    active)."""
     from propamm_jax.config import SimConfig
     from propamm_jax.training.evaluate import evaluate
     from propamm_jax.training.export import export
 
     path = _policy(tmp_path, bias=-1.0, w_vol=1.0, w_flow=0.5, w_weight=0.3, w_epoch=0.4,
-                   w_skew=2.0)
+                   w_skew=2.0, w_dev=1.5)
     rs = export(path, tmp_path / "my_policy.rs")
     text = rs.read_text()
     assert "__prop_amm_compute_swap" in text and "const W_SKEW: f64 = 2.0;" in text
+    assert "const W_DEV: f64 = 1.5;" in text
     so = tmp_path / "libmy_policy.so"
     subprocess.run(["rustc", "--edition", "2021", "--crate-type", "cdylib", "-O", str(rs),
                     "-o", str(so)], check=True, capture_output=True)

@@ -4,10 +4,21 @@ The pool keeps the features a compiled strategy can build from its after-swap an
 payloads, updated after every trade of its own: an EMA of the absolute log-change of its
 spot (volatility), an EMA of the share of retail flow it captured, its capital weight, the
 progress through the epoch, the relative gap between its spot and the competitors' mean
-spot, and its inventory skew (log of reserve_x against the value at the last rebalance).
-The fee is a smooth, bounded map of those features: fee_min + (fee_max - fee_min) *
-sigmoid(bias + w . features +/- w_skew * skew), the skew term raising the fee on the side
-that would push inventory further out.
+spot, its inventory skew (log of reserve_x against the value at the last rebalance), and
+its deviation from the fair price as its own trades reveal it.
+
+That last feature (version 2) is the one that pays. An arbitrage trade is the only trade
+whose after-swap payload says `flow == 0`, and it stops where the pool's marginal price meets
+the fair price: spot / (1 - fee_buy) = fair after the arbitrageur bought X, spot * (1 -
+fee_sell) = fair after it sold X. So after each arbitrage the pool knows the fair price
+exactly, and until the next one it knows how far retail trades have moved its spot away
+from it: `deviation = log(spot / fair_estimate)`. A pool whose spot sits below fair sells X
+cheap (its buy side should charge more) and buys X dear (its sell side can charge less and
+still earn): the deviation tilts the two fees in opposite directions.
+
+The fee is a smooth, bounded map of the features: fee_min + (fee_max - fee_min) *
+sigmoid(z -/+ tilt) for (buy, sell), z = bias + w . features and tilt = w_skew * skew +
+w_dev * 100 * deviation.
 """
 
 from __future__ import annotations
@@ -24,8 +35,9 @@ from propamm_jax.errors import PropammError, read_json
 from propamm_jax.u64 import mul_div_floor
 
 FAMILY = "dynamic_fee"
-VERSION = 1
-PARAM_NAMES = ("bias", "w_vol", "w_flow", "w_weight", "w_epoch", "w_gap", "w_skew")
+VERSION = 2
+VERSIONS = (1, 2)  # version 1 files (no w_dev, no fair estimate) load with w_dev = 0
+PARAM_NAMES = ("bias", "w_vol", "w_flow", "w_weight", "w_epoch", "w_gap", "w_skew", "w_dev")
 
 
 class DFParams(NamedTuple):
@@ -36,6 +48,7 @@ class DFParams(NamedTuple):
     w_epoch: jnp.ndarray
     w_gap: jnp.ndarray
     w_skew: jnp.ndarray
+    w_dev: jnp.ndarray
 
 
 class DFState(NamedTuple):
@@ -47,6 +60,7 @@ class DFState(NamedTuple):
     gap: jnp.ndarray
     ref_rx: jnp.ndarray
     skew: jnp.ndarray
+    fair: jnp.ndarray  # the fair price the last arbitrage revealed (0: none yet)
 
 
 @dataclass(frozen=True)
@@ -65,7 +79,7 @@ class DynamicFee:
 
     def init_state(self, params: DFParams) -> DFState:
         z = jnp.zeros((), jnp.result_type(params.bias))
-        return DFState(z, z, z, z, z, z, z, z)
+        return DFState(z, z, z, z, z, z, z, z, z)
 
     def fees(self, params: DFParams, state: DFState):
         """(buy, sell) fee fractions."""
@@ -74,7 +88,7 @@ class DynamicFee:
              + params.w_gap * 100.0 * state.gap)
         span = (self.fee_max_bps - self.fee_min_bps) / 10_000.0
         low = self.fee_min_bps / 10_000.0
-        tilt = params.w_skew * state.skew
+        tilt = params.w_skew * state.skew + params.w_dev * 100.0 * deviation(state)
         # skew > 0: holding more X than at the rebalance; trades that bring X in (sells) pay more
         return low + span * jax.nn.sigmoid(z - tilt), low + span * jax.nn.sigmoid(z + tilt)
 
@@ -88,11 +102,15 @@ class DynamicFee:
         mean = jnp.sum(jnp.where(finite, prices, 0.0)) / jnp.maximum(jnp.sum(finite), 1)
         gap = jnp.where(jnp.any(finite), jnp.abs(mean - spot) / spot, 0.0)
         ref = jnp.where(state.ref_rx > 0.0, state.ref_rx, obs.reserve_x)
+        # The fees this trade was quoted at (the state is still the pre-trade one).
+        fee_buy, fee_sell = self.fees(params, state)
+        revealed = jnp.where(obs.is_buy, spot / (1.0 - fee_buy), spot * (1.0 - fee_sell))
         new = DFState(
             last_spot=spot, vol=0.95 * state.vol + 0.05 * ret,
             flow=0.9 * state.flow + 0.1 * obs.flow, weight=obs.capital_weight,
             epoch_progress=obs.epoch_step / float(self.epoch_len), gap=gap, ref_rx=ref,
-            skew=jnp.log(obs.reserve_x / ref))
+            skew=jnp.log(obs.reserve_x / ref),
+            fair=jnp.where(obs.flow == 0.0, revealed, state.fair))
         return _blend(obs.active, new, state)
 
     def fast_on_epoch(self, params: DFParams, state: DFState, obs) -> DFState:
@@ -138,6 +156,13 @@ class DynamicFee:
         return jnp.where(zero, jnp.uint64(0), mul_div_floor(r_out, eff, r_in + eff))
 
 
+def deviation(state: DFState):
+    """log(spot / fair price revealed by the last arbitrage); 0 before the first one."""
+    known = (state.fair > 0.0) & (state.last_spot > 0.0)
+    return jnp.where(known, jnp.log(jnp.where(known, state.last_spot, 1.0)
+                                    / jnp.where(known, state.fair, 1.0)), 0.0)
+
+
 def _blend(active, new: DFState, old: DFState) -> DFState:
     """`new` where the trade happened; with a smoothed engine, the weighted mix."""
     w = jnp.asarray(active).astype(old.vol.dtype)
@@ -153,11 +178,18 @@ def load_policy(path: str | Path) -> tuple[DynamicFee, DFParams]:
         raise PropammError(f"{path}: expected a JSON object")
     if data.get("family") != FAMILY:
         raise PropammError(f"{path}: policy family {data.get('family')!r} is not {FAMILY!r}")
-    if data.get("version") != VERSION:
-        raise PropammError(f"{path}: policy version {data.get('version')!r} is not {VERSION}")
+    version = data.get("version")
+    if version not in VERSIONS or isinstance(version, bool):
+        raise PropammError(f"{path}: policy version {version!r} is not one of "
+                           f"{', '.join(map(str, VERSIONS))}")
     params = data.get("params")
     if not isinstance(params, dict):
         raise PropammError(f"{path}: field 'params' must be an object")
+    params = dict(params)
+    if version == 1:
+        if "w_dev" in params:
+            raise PropammError(f"{path}: field 'params.w_dev' needs policy version 2")
+        params["w_dev"] = 0.0
     for key in PARAM_NAMES:
         if not isinstance(params.get(key), (int, float)) or isinstance(params.get(key), bool):
             raise PropammError(f"{path}: field 'params.{key}' must be a number")
