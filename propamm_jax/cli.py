@@ -445,6 +445,10 @@ def _add_training_parsers(sub) -> None:
     p.add_argument("--opponent", action="append", default=[], help="fixed pool, e.g. cpamm:30")
     p.add_argument("--steps", type=_positive_int("--steps"), default=10_000)
     p.add_argument("--epoch-len", type=_positive_int("--epoch-len"), default=1_000)
+    p.add_argument("--init", action="append", default=[], metavar="NAME=VALUE",
+                   help="starting value of a parameter (repeatable; default bias=-2, others 0)")
+    p.add_argument("--fee-min-bps", type=float, default=5.0, help="lowest fee the policy charges")
+    p.add_argument("--fee-max-bps", type=float, default=200.0, help="highest fee the policy charges")
     p.add_argument("--out", type=Path, required=True, help="run directory (log, checkpoint, policy)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--no-progress", action="store_true")
@@ -479,7 +483,8 @@ def cmd_train(args) -> int:
         seed=args.seed, sigma_init=args.sigma_init, learning_rate=args.learning_rate,
         clip=args.clip, smooth=args.smooth, profile=args.profile, objective=args.objective,
         risk_lambda=args.risk_lambda, opponents=tuple(args.opponent), steps=args.steps,
-        epoch_len=args.epoch_len)
+        epoch_len=args.epoch_len, fee_min_bps=args.fee_min_bps, fee_max_bps=args.fee_max_bps,
+        init=_init_values(args.init))
     cfg.check()
     _configure_jax()
     policy = train(cfg, args.out, resume=args.resume,
@@ -488,6 +493,20 @@ def cmd_train(args) -> int:
     print(f"policy written to {args.out / 'policy.json'} (held-out mean "
           f"{'n/a' if held is None else f'{held:.2f}'}, generation {policy['generation']})")
     return 0
+
+
+def _init_values(items: list[str]) -> dict:
+    """`--init NAME=VALUE` pairs (the starting mean of the search)."""
+    values = {"bias": -2.0}
+    for item in items:
+        name, sep, text = item.partition("=")
+        try:
+            values[name.strip()] = float(text)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise PropammError(f"--init {item!r}: expected NAME=NUMBER, e.g. w_dev=1.0")
+    return values
 
 
 def cmd_export(args) -> int:

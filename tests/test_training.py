@@ -146,8 +146,13 @@ def test_cli_errors_are_one_line_exit_2(tmp_path, capsys):
     assert main(["train", "--algorithm", "open_es", "--population", "7",
                  "--out", str(tmp_path)]) == 2
     assert main(["train", "--heldout-start", "1000000", "--out", str(tmp_path)]) == 2
+    assert main(["train", "--init", "w_dev", "--out", str(tmp_path)]) == 2
+    assert main(["train", "--init", "w_nope=1", "--out", str(tmp_path)]) == 2
+    assert main(["train", "--fee-min-bps", "300", "--fee-max-bps", "200",
+                 "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 3 and all(line.startswith("propamm: error:") for line in err)
+    assert len(err) == 6 and all(line.startswith("propamm: error:") for line in err), err
+    assert "--init 'w_dev'" in err[3] and "'w_nope'" in err[4] and "fee-min-bps" in err[5]
 
 
 @pytest.mark.skipif(shutil.which("rustc") is None, reason="needs rustc")
@@ -168,6 +173,10 @@ def test_export_compiles_with_plain_rustc_and_matches_the_fast_path(tmp_path, x6
     so = tmp_path / "libmy_policy.so"
     subprocess.run(["rustc", "--edition", "2021", "--crate-type", "cdylib", "-O", str(rs),
                     "-o", str(so)], check=True, capture_output=True)
+    from propamm_jax.validate import validate_file
+
+    report = validate_file(rs, strict=True)
+    assert report.ok, "\n".join(report.lines())
     ev = evaluate(path, range(3), "corrected", SimConfig(steps=2000, epoch_len=100),
                   workers=1, progress=False)
     assert ev.official_failures == 0

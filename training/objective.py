@@ -51,12 +51,15 @@ def _inputs(setting: Setting, seeds: Sequence[int], members: int):
     import jax
     import jax.numpy as jnp
 
-    from propamm_jax.fast import build_events, build_market
+    from propamm_jax.fast import build_events, build_market, event_width
     from propamm_jax.tape_cache import cached_tape
 
     tape = cached_tape(list(seeds), setting.config.steps)
-    rep = lambda t: jax.tree_util.tree_map(lambda a: jnp.repeat(jnp.asarray(a), members, 0), t)  # noqa: E731
-    return rep(build_market(tape, setting.config, np.float64)), rep(build_events(tape, np.float64))
+    # Padded to a multiple of 1024 events: every batch of seeds then reuses one of a few
+    # compiled programs instead of compiling its own exact length.
+    events = build_events(tape, np.float64, event_width(tape))
+    rep = lambda t: jax.tree_util.tree_map(lambda a: np.repeat(np.asarray(a), members, 0), t)  # noqa: E731
+    return rep(build_market(tape, setting.config, np.float64)), rep(events)
 
 
 def _opponent_params(setting: Setting, rows: int):
@@ -85,7 +88,7 @@ def population_values(setting: Setting, population, seeds: Sequence[int],
     opp_pools, opp_params = _opponent_params(setting, rows)
     tiled = jax.tree_util.tree_map(
         lambda a: np.tile(np.asarray(a, np.float64), len(seeds)), population)
-    final = _run(setting, opp_pools)(market, events, [tiled] + opp_params)
+    final = _run(setting, opp_pools, rows)(market, events, [tiled] + opp_params)
     edge = np.asarray(final.cumulative_edge)
     value = np.asarray(per_seed_value(edge[:, 0], edge[:, -1], setting))
     return value.reshape(len(seeds), members).T
@@ -94,17 +97,31 @@ def population_values(setting: Setting, population, seeds: Sequence[int],
 _RUNS: dict = {}
 
 
-def _run(setting: Setting, opp_pools):
-    """One jitted batch program per (pool, opponents, profile, config)."""
+def _run(setting: Setting, opp_pools, rows: int):
+    """One jitted batch program per (pool, opponents, profile, config), its rows split over
+    the local devices when they divide evenly (the `propamm` command makes one XLA CPU
+    device per core; each simulates its own rows, no communication)."""
     import jax
 
     from propamm_jax.fast import simulate_batch
 
-    key = (setting.pool, setting.opponents, setting.profile, setting.config)
+    devices = jax.local_devices()
+    d = len(devices) if len(devices) > 1 and rows % len(devices) == 0 else 1
+    key = (setting.pool, setting.opponents, setting.profile, setting.config, d)
     if key not in _RUNS:
         pools = [setting.pool] + list(opp_pools)
-        _RUNS[key] = jax.jit(lambda m, e, p: simulate_batch(
-            pools, p, setting.config, setting.profile, m, e, params_batched=True))
+
+        def run(m, e, p):
+            return simulate_batch(pools, p, setting.config, setting.profile, m, e,
+                                  params_batched=True)
+
+        if d > 1:
+            from jax.sharding import Mesh, PartitionSpec as P
+
+            mesh = Mesh(np.array(devices[:d]), ("rows",))
+            run = jax.shard_map(run, mesh=mesh, in_specs=P("rows"), out_specs=P("rows"),
+                                check_vma=False)
+        _RUNS[key] = jax.jit(run)
     return _RUNS[key]
 
 

@@ -85,6 +85,9 @@ class TrainConfig:
             raise PropammError(f"unknown objective {self.objective!r} (choose from "
                                f"{', '.join(OBJECTIVES)})")
         check_profile(self.profile)
+        if not 0.0 <= self.fee_min_bps < self.fee_max_bps < 10_000.0:
+            raise PropammError(f"fees: need 0 <= --fee-min-bps < --fee-max-bps < 10000, got "
+                               f"{self.fee_min_bps:g} and {self.fee_max_bps:g}")
         lo, hi = self.train_seed_start, self.train_seed_start + self.generations * self.batch_seeds
         h_lo, h_hi = self.heldout_start, self.heldout_start + self.heldout
         if lo < h_hi and h_lo < hi:
