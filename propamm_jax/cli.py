@@ -442,7 +442,8 @@ def _add_training_parsers(sub) -> None:
     p.add_argument("--profile", choices=("corrected", "reference"), default="corrected")
     p.add_argument("--objective", default="edge", help="edge, risk or vs_normalizer")
     p.add_argument("--risk-lambda", type=float, default=2.0)
-    p.add_argument("--opponent", action="append", default=[], help="fixed pool, e.g. cpamm:30")
+    p.add_argument("--opponent", action="append", default=[],
+                   help="fixed pool (cpamm:30) or compiled strategy (.rs/.so; scored officially)")
     p.add_argument("--steps", type=_positive_int("--steps"), default=10_000)
     p.add_argument("--epoch-len", type=_positive_int("--epoch-len"), default=1_000)
     p.add_argument("--init", action="append", default=[], metavar="NAME=VALUE",
@@ -465,7 +466,8 @@ def _add_training_parsers(sub) -> None:
     p.add_argument("--profile", choices=("corrected", "reference"), default="corrected")
     p.add_argument("--simulations", type=_positive_int("--simulations"), default=100)
     p.add_argument("--seed-start", type=_seed, default=0)
-    p.add_argument("--opponent", action="append", default=[], help="fixed pool, e.g. cpamm:30")
+    p.add_argument("--opponent", action="append", default=[],
+                   help="fixed pool (cpamm:30) or compiled strategy (.rs/.so; scored officially)")
     p.add_argument("--steps", type=_positive_int("--steps"), default=10_000)
     p.add_argument("--epoch-len", type=_positive_int("--epoch-len"), default=1_000)
     p.add_argument("--fast-only", action="store_true", help="skip official scoring")
@@ -530,10 +532,14 @@ def cmd_evaluate(args) -> int:
           f"opponents: {', '.join(args.opponent) or 'normalizer only'}", flush=True)
     ev = evaluate(args.policy, seeds, args.profile, config, tuple(args.opponent),
                   official=not args.fast_only, workers=args.workers)
-    print(f"fast path mean edge:  {ev.fast_mean:.3f}")
+    if ev.fast_mean is None:
+        print("fast path mean edge:  n/a (compiled opponents run only officially)")
+    else:
+        print(f"fast path mean edge:  {ev.fast_mean:.3f}")
     if ev.official_mean is not None:
         print(f"official mean edge:   {ev.official_mean:.3f}")
-        print(f"official vs fast:     {100 * ev.gap:+.3f}%")
+        if ev.gap is not None:
+            print(f"official vs fast:     {100 * ev.gap:+.3f}%")
     if ev.official_failures:
         print(f"{ev.official_failures} official simulations failed")
         return 1

@@ -186,3 +186,34 @@ def test_export_compiles_with_plain_rustc_and_matches_the_fast_path(tmp_path, x6
 def test_export_bad_output_name(tmp_path):
     path = _policy(tmp_path)
     assert main(["export", str(path), "-o", str(tmp_path / "x.txt")]) == 2
+
+
+@pytest.mark.skipif(shutil.which("rustc") is None, reason="needs rustc")
+def test_compiled_opponent_is_scored_officially(tmp_path, x64):
+    """A `.rs` opponent: members are exported and scored by the native engine. Against
+    fixed_30bps.rs the values agree with the fast path against cpamm:30 (the same curve);
+    a training run completes; adam refuses it with one line."""
+    from conftest import STRATEGIES
+    from propamm_jax.config import SimConfig
+    from propamm_jax.pools.dynamic_fee import DynamicFee
+    from propamm_jax.training.objective import Setting, population_values
+    from propamm_jax.training.train import train
+
+    pool = DynamicFee(epoch_len=100)
+    members = [pool.params(bias=-1.0, w_dev=1.0), pool.params(bias=-2.0, w_vol=1.0)]
+    population = type(members[0])(*(np.array([float(a), float(b)]) for a, b in zip(*members)))
+    config = SimConfig(steps=600, epoch_len=100)
+    rs = str(STRATEGIES / "fixed_30bps.rs")
+    official = population_values(Setting(pool, (rs,), "corrected", config), population,
+                                 [5, 6, 7])
+    fast = population_values(Setting(pool, ("cpamm:30",), "corrected", config), population,
+                             [5, 6, 7])
+    assert official.shape == (2, 3) and not np.array_equal(official[0], official[1])
+    assert np.allclose(official, fast, rtol=0.03, atol=1.0), (official, fast)
+
+    policy = train(_cfg(generations=1, opponents=(rs,)), tmp_path / "run", progress=False)
+    assert policy["training"]["opponents"] == [rs]
+    assert main(["train", "--algorithm", "adam", "--opponent", rs, "--out",
+                 str(tmp_path / "adam")]) == 2
+    assert main(["train", "--opponent", str(tmp_path / "missing.rs"), "--out",
+                 str(tmp_path / "missing")]) == 2

@@ -21,14 +21,14 @@ from propamm_jax.pools.dynamic_fee import load_policy
 @dataclass(frozen=True)
 class Evaluation:
     seeds: int
-    fast_mean: float
+    fast_mean: float | None   # None: compiled opponents, which only run officially
     official_mean: float | None
     official_failures: int
 
     @property
     def gap(self) -> float | None:
         """Relative difference official vs fast (export fidelity)."""
-        if self.official_mean is None or self.fast_mean == 0:
+        if self.official_mean is None or not self.fast_mean:
             return None
         return (self.official_mean - self.fast_mean) / abs(self.fast_mean)
 
@@ -49,8 +49,15 @@ def opponent_files(opponents: Sequence[str], folder: Path) -> list[Path]:
     """`cpamm:BPS` opponents as fixed-fee `.rs` files (official scoring needs submissions)."""
     from propamm_jax.training.export import fixed_fee_rust
 
+    from propamm_jax.training.objective import is_compiled
+
     files = []
     for spec in opponents:
+        if is_compiled(spec):
+            if not Path(spec).is_file():
+                raise PropammError(f"opponent {spec}: no such file")
+            files.append(Path(spec))
+            continue
         kind, _, arg = spec.partition(":")
         try:
             bps = int(arg)
@@ -58,7 +65,7 @@ def opponent_files(opponents: Sequence[str], folder: Path) -> list[Path]:
             bps = None
         if kind != "cpamm" or bps is None:
             raise PropammError(f"opponent {spec!r}: official evaluation takes cpamm:BPS "
-                               "(an integer fee) opponents")
+                               "(an integer fee) or .rs/.so opponents")
         path = folder / f"fixed_{bps}bps.rs"
         path.write_text(fixed_fee_rust(bps))
         files.append(path)
@@ -88,9 +95,16 @@ def evaluate(policy: str | Path, seeds: Sequence[int], profile: str = "corrected
              config: SimConfig | None = None, opponents: Sequence[str] = (),
              official: bool = True, workers: int | None = None,
              progress: bool | None = None) -> Evaluation:
+    from propamm_jax.training.objective import is_compiled
+
     config = config or SimConfig()
     profile = check_profile(profile)
     seeds = list(seeds)
+    if any(is_compiled(o) for o in opponents):  # no fast path against compiled strategies
+        edges, failed = official_edges(policy, seeds, profile, config, opponents, workers,
+                                       progress)
+        off = float(np.mean(list(edges.values()))) if edges else None
+        return Evaluation(len(seeds), None, off, failed)
     fast = fast_edges(policy, seeds, profile, config, opponents)
     if not official:
         return Evaluation(len(seeds), float(fast.mean()), None, 0)

@@ -3,6 +3,11 @@
 Common random numbers: every member of a population is run on the same seeds (the seed's
 market and events repeated per member, the members tiled per seed, seed-major as in
 `propamm_jax.sweep`), so differences between members are not sampling noise.
+
+Compiled opponents (`.rs` / `.so`) have no closed-form curve, so a setting with any of them
+is evaluated officially instead: each member is exported to Rust (`training.export`),
+compiled once (cached by source) and scored by the native engine against the opponents on
+the same seeds. Exact, gradient-free only, and about 1-2 s per member and batch of seeds.
 """
 
 from __future__ import annotations
@@ -33,6 +38,16 @@ class Setting:
         if self.objective not in OBJECTIVES:
             raise PropammError(f"unknown objective {self.objective!r} (choose from "
                                f"{', '.join(OBJECTIVES)})")
+
+    @property
+    def compiled_opponents(self) -> tuple[str, ...]:
+        """Opponents given as a Rust source or a compiled library."""
+        return tuple(o for o in self.opponents if is_compiled(o))
+
+
+def is_compiled(spec: str) -> bool:
+    """An opponent spec naming a strategy file (`.rs` source or `.so` library)."""
+    return str(spec).endswith((".rs", ".so"))
 
 
 def per_seed_value(edge: np.ndarray, norm_edge: np.ndarray, setting: Setting):
@@ -83,6 +98,8 @@ def population_values(setting: Setting, population, seeds: Sequence[int],
     from propamm_jax.fast import simulate_batch
 
     members = int(np.shape(jax.tree_util.tree_leaves(population)[0])[0])
+    if setting.compiled_opponents:
+        return official_values(setting, population, seeds)
     market, events = _inputs(setting, seeds, members)
     rows = members * len(seeds)
     opp_pools, opp_params = _opponent_params(setting, rows)
@@ -92,6 +109,43 @@ def population_values(setting: Setting, population, seeds: Sequence[int],
     edge = np.asarray(final.cumulative_edge)
     value = np.asarray(per_seed_value(edge[:, 0], edge[:, -1], setting))
     return value.reshape(len(seeds), members).T
+
+
+def official_values(setting: Setting, population, seeds: Sequence[int]) -> np.ndarray:
+    """[members, seeds] objective values, each member exported and scored officially against
+    the opponents (fixed fees as fixed-fee submissions, compiled strategies as they are)."""
+    import tempfile
+    from pathlib import Path
+
+    import jax
+
+    from propamm_jax.scoring import score
+    from propamm_jax.training.evaluate import opponent_files
+    from propamm_jax.training.export import render
+
+    leaves = jax.tree_util.tree_leaves(population)
+    members = int(np.shape(leaves[0])[0])
+    seeds = list(seeds)
+    values = np.empty((members, len(seeds)))
+    with tempfile.TemporaryDirectory(prefix="propamm-train-") as tmp:
+        fixed = [o for o in setting.opponents if not is_compiled(o)]
+        others = [str(f) for f in opponent_files(fixed, Path(tmp))] + [
+            str(o) for o in setting.compiled_opponents]
+        for m in range(members):
+            params = jax.tree_util.tree_map(lambda a: float(np.asarray(a)[m]), population)
+            rs = Path(tmp) / f"member_{m}.rs"
+            rs.write_text(render(setting.pool, params, f"member_{m}"))
+            result = score([str(rs)] + others, config=setting.config, seeds=seeds,
+                           profile=setting.profile, progress=False)
+            if result.rejected:
+                raise PropammError(f"opponents: {result.rejected[0]}")
+            if result.failures:
+                raise PropammError(f"training member {m}: {result.failures[0]}")
+            by_seed = {int(s["seed"]): s for s in result.results.sims}
+            edge = np.array([by_seed[s]["strategies"][0]["final_edge"] for s in seeds])
+            norm = np.array([by_seed[s]["normalizer_edge"] for s in seeds])
+            values[m] = np.asarray(per_seed_value(edge, norm, setting))
+    return values
 
 
 _RUNS: dict = {}
@@ -133,6 +187,10 @@ def smoothed_value_and_grad(setting: Setting, seeds: Sequence[int], smooth: floa
 
     from propamm_jax.fast import simulate_batch
 
+    if setting.compiled_opponents:
+        raise PropammError("adam trains through the fast path, which cannot run compiled "
+                           f"opponents ({setting.compiled_opponents[0]}): use cma_es, open_es "
+                           "or snes")
     market, events = _inputs(setting, seeds, 1)
     opp_pools, opp_params = _opponent_params(setting, 1)
     opp_params = [jax_tree_first(p) for p in opp_params]

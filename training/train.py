@@ -93,6 +93,18 @@ class TrainConfig:
         if lo < h_hi and h_lo < hi:
             raise PropammError(f"held-out seeds {h_lo}..{h_hi - 1} overlap the training seeds "
                                f"{lo}..{hi - 1}: move --heldout-start or --train-seed-start")
+        from propamm_jax.simulate import parse_pool
+        from propamm_jax.training.objective import is_compiled
+
+        for spec in self.opponents:
+            if not is_compiled(spec):
+                parse_pool(spec)
+            elif not Path(spec).is_file():
+                raise PropammError(f"--opponent {spec}: no such file")
+            elif self.algorithm == "adam":
+                raise PropammError(f"--opponent {spec}: adam trains through the fast path, "
+                                   "which cannot run compiled strategies; use cma_es, open_es "
+                                   "or snes (each member is then scored officially)")
         unknown = set(self.init) - set(TRAINED)
         if unknown:
             raise PropammError(f"--init: unknown or untrained parameter {sorted(unknown)[0]!r} "
