@@ -447,9 +447,10 @@ def _add_training_parsers(sub) -> None:
     p.add_argument("--steps", type=_positive_int("--steps"), default=10_000)
     p.add_argument("--epoch-len", type=_positive_int("--epoch-len"), default=1_000)
     p.add_argument("--init", action="append", default=[], metavar="NAME=VALUE",
-                   help="starting value of a parameter (repeatable; default bias=-2, others 0)")
-    p.add_argument("--fee-min-bps", type=float, default=5.0, help="lowest fee the policy charges")
-    p.add_argument("--fee-max-bps", type=float, default=200.0, help="highest fee the policy charges")
+                   help="starting value of a parameter (repeatable; default bias=-1.2, "
+                   "w_dev=1, others 0)")
+    p.add_argument("--fee-min-bps", type=float, default=0.0, help="lowest fee the policy charges")
+    p.add_argument("--fee-max-bps", type=float, default=300.0, help="highest fee the policy charges")
     p.add_argument("--out", type=Path, required=True, help="run directory (log, checkpoint, policy)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--no-progress", action="store_true")
@@ -499,7 +500,9 @@ def cmd_train(args) -> int:
 
 def _init_values(items: list[str]) -> dict:
     """`--init NAME=VALUE` pairs (the starting mean of the search)."""
-    values = {"bias": -2.0}
+    from propamm_jax.training.train import DEFAULT_INIT
+
+    values = dict(DEFAULT_INIT)
     for item in items:
         name, sep, text = item.partition("=")
         try:

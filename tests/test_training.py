@@ -72,7 +72,7 @@ def test_adam_trains_through_the_smoothed_engine(tmp_path, x64):
     from propamm_jax.training.train import train
 
     policy = train(_cfg(algorithm="adam", learning_rate=0.1), tmp_path, progress=False)
-    assert policy["params"]["bias"] != -2.0  # moved from the initial point
+    assert policy["params"]["bias"] != -1.2  # moved from the initial point
     assert all(np.isfinite(v) for v in policy["params"].values())
 
 

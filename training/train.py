@@ -31,6 +31,7 @@ from propamm_jax.training.objective import (OBJECTIVES, Setting, population_valu
 # official vs fast within 0.2% for a policy driven by w_gap alone.)
 TRAINED = tuple(PARAM_NAMES)
 ALGORITHMS = ("cma_es", "open_es", "snes", "adam")
+DEFAULT_INIT = {"bias": -1.2, "w_dev": 1.0}
 CHECKPOINT = "checkpoint.npz"
 LOG = "log.jsonl"
 
@@ -58,9 +59,10 @@ class TrainConfig:
     opponents: tuple[str, ...] = ()
     steps: int = 10_000
     epoch_len: int = 1_000
-    fee_min_bps: float = 5.0
-    fee_max_bps: float = 200.0
-    init: dict = field(default_factory=lambda: {"bias": -2.0})
+    fee_min_bps: float = 0.0
+    fee_max_bps: float = 300.0
+    # ~50 bps at no deviation, tilted by the fair-price deviation: a good start (README)
+    init: dict = field(default_factory=lambda: dict(DEFAULT_INIT))
 
     def train_seeds(self, generation: int) -> list[int]:
         start = self.train_seed_start + generation * self.batch_seeds
