@@ -64,3 +64,28 @@ def test_two_devices_equal_one(tmp_path):
                        env=env, check=True, capture_output=True)
         outputs.append(json.loads(out.read_text())["sims"])
     assert outputs[0] == outputs[1]
+
+
+def test_stored_program_that_fails_at_run_time_is_replaced(x64, cache, monkeypatch):
+    """A stored executable can load and still fail at its first call (e.g. kernels missing
+    on this host): the runner drops the file, compiles again and returns the right result."""
+    from jax.experimental import serialize_executable
+
+    from propamm_jax.simulate import simulate
+
+    cold = simulate(POOLS, CONFIG, range(4), batch_size=4)
+    stored = list((cache / "programs").glob("*.bin"))
+    assert stored
+
+    class Broken:
+        def __call__(self, *args):
+            raise RuntimeError("NOT_FOUND: Function iota_compare_fusion not found")
+
+    real = serialize_executable.deserialize_and_load
+    monkeypatch.setattr(serialize_executable, "deserialize_and_load",
+                        lambda *a, **k: Broken())
+    again = simulate(POOLS, CONFIG, range(4), batch_size=4)
+    assert cold.to_json() == again.to_json()
+    monkeypatch.setattr(serialize_executable, "deserialize_and_load", real)
+    assert list((cache / "programs").glob("*.bin"))  # stored again, loadable
+    assert cold.to_json() == simulate(POOLS, CONFIG, range(4), batch_size=4).to_json()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -100,7 +101,9 @@ class TrainConfig:
 
         for spec in self.opponents:
             if not is_compiled(spec):
-                parse_pool(spec)
+                with warnings.catch_warnings():  # only the spec's syntax matters here (JAX
+                    warnings.simplefilter("ignore")  # may not be in 64-bit mode yet)
+                    parse_pool(spec)
             elif not Path(spec).is_file():
                 raise PropammError(f"--opponent {spec}: no such file")
             elif self.algorithm == "adam":
