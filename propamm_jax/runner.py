@@ -166,6 +166,24 @@ class BatchRunner:
         except Exception:  # noqa: BLE001 - any failure here only costs compile time
             return None
 
+    def put(self, fields: list):
+        """`fast.Packed` fields (a list, emptied here) copied to the devices with the
+        program's sharding, dropping each host array as soon as it is copied. Returns a
+        `Packed` of device arrays that `__call__` takes without another copy."""
+        import jax
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+        from propamm_jax.fast import Packed
+
+        d = self._split(fields[0].shape[1])
+        sharding = NamedSharding(Mesh(np.array(self.devices[:d]), ("sims",)), P(None, "sims"))
+        out = []
+        while fields:
+            host = fields.pop(0)
+            out.append(jax.device_put(host, sharding).block_until_ready())
+            del host
+        return Packed(*out)
+
     def __call__(self, fee, mult, packed, params) -> Outcome:
         import jax
 

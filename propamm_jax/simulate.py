@@ -170,8 +170,13 @@ def simulate(pools: Sequence[str | PoolSpec], config: SimConfig | None = None,
                 loading = host.submit(load, chunks[k + 1])
             meta = _meta(chunk, market)
             fee, mult = _pad_rows(market[:, 3] / 10_000.0, rows), _pad_rows(market[:, 4], rows)
-            final = run(fee.astype(np_dtype), mult.astype(np_dtype), packed, params)
+            # Copied to the devices field by field, each host array released once copied:
+            # a 10 000-simulation batch never holds two full copies of its events.
+            fields = list(packed)
             del packed
+            events = run.put(fields)
+            final = run(fee.astype(np_dtype), mult.astype(np_dtype), events, params)
+            del events
             sims.extend(_records(final, meta, range(len(chunk)), labels, n_epochs_done))
             if bar is not None:
                 bar.update(len(chunk))
