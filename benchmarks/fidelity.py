@@ -130,11 +130,21 @@ def with_arbitrage_noise(run):
         profit2 = jnp.where(buy, fair * out - a_in2, out - fair * a_in2)
         return buy, a_in2, out, jnp.where(a_in > 0.0, profit2, profit)
 
+    import os
+
     fast.optimal_arbitrage = noisy
+    # The stored-program cache is keyed by the package's source, which this patch leaves
+    # alone: compile the patched program instead of loading the exact one.
+    previous = os.environ.get("PROPAMM_NO_PROGRAM_CACHE")
+    os.environ["PROPAMM_NO_PROGRAM_CACHE"] = "1"
     try:
         return run()
     finally:
         fast.optimal_arbitrage = exact
+        if previous is None:
+            os.environ.pop("PROPAMM_NO_PROGRAM_CACHE", None)
+        else:
+            os.environ["PROPAMM_NO_PROGRAM_CACHE"] = previous
 
 
 if __name__ == "__main__":

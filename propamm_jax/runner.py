@@ -5,9 +5,10 @@ compilation cache for the batch program before its first event ran. `BatchRunner
 the program once (`jax.jit` of a `shard_map` over the local devices: each device runs its own
 slice of the simulations, with no communication) and stores the compiled executable under
 `<cache>/programs/` (`jax.experimental.serialize_executable`), keyed by everything it depends
-on: the package's source, the JAX version, the pools, the config, the profile, the shapes,
-the devices, `XLA_FLAGS` and the host CPU. Later processes load it in a few tens of
-milliseconds and call it directly. Anything that goes wrong on that path (a damaged file, a
+on: the package's source (and that of any pool class defined elsewhere), the JAX version, the
+pools, the config, the profile, the shapes, the devices, `XLA_FLAGS` and the host CPU (a
+function patched at run time is not: set `PROPAMM_NO_PROGRAM_CACHE=1` then). Later processes
+load it in a few tens of milliseconds and call it directly. Anything that goes wrong on that path (a damaged file, a
 JAX that cannot serialize) falls back to compiling, which XLA's own cache still speeds up.
 """
 
@@ -44,6 +45,25 @@ def _source_digest() -> str:
     for path in sorted(root.rglob("*.py")):
         h.update(path.relative_to(root).as_posix().encode())
         h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _pools_digest(pools) -> str:
+    """Hash of the files that define the pools' classes, for pools defined outside this
+    package (a user's own pool class): editing one makes stored programs stale too."""
+    import inspect
+    import sys
+
+    h = hashlib.sha256()
+    for pool in pools:
+        module = sys.modules.get(type(pool).__module__)
+        try:
+            path = inspect.getsourcefile(module) if module is not None else None
+        except TypeError:
+            path = None
+        h.update((type(pool).__module__ + type(pool).__qualname__).encode())
+        if path and os.path.exists(path):
+            h.update(Path(path).read_bytes())
     return h.hexdigest()
 
 
@@ -131,7 +151,8 @@ class BatchRunner:
 
             from propamm_jax.native.build import cache_dir
 
-            text = repr((VERSION, _source_digest(), jax.__version__, self.pools, self.config,
+            text = repr((VERSION, _source_digest(), _pools_digest(self.pools), jax.__version__,
+                         self.pools, self.config,
                          self.profile, [(s.shape, str(s.dtype)) for s in shapes], str(treedef),
                          jax.default_backend(), d, [str(x) for x in self.devices[:d]],
                          _host_signature()))

@@ -96,7 +96,7 @@ def test_dynamic_fee_gradients_match_finite_differences(profile):
     df, cp = DynamicFee(epoch_len=100), ConstantProduct()
     grad, fd = _gradient_check(
         [df, cp], lambda th: [DFParams(*th), cp.params(30.0)],
-        [-2.0, 1.0, -0.5, 0.3, 0.2, 0.5, 1.0], profile, smooth=0.01)
+        [-2.0, 1.0, -0.5, 0.3, 0.2, 0.5, 1.0, 1.0], profile, smooth=0.01)
     assert np.all(np.isfinite(grad))
     assert np.allclose(grad, fd, rtol=0.01, atol=1e-6), (grad, fd)
 
