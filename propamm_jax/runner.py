@@ -100,11 +100,17 @@ class BatchRunner:
         d = len(self.devices)
         return d if d > 1 and rows % d == 0 else 1
 
+    def _mesh(self, d: int):
+        """The first `d` local devices as one axis of simulations."""
+        from jax.sharding import Mesh
+
+        return Mesh(np.array(self.devices[:d]), ("sims",))
+
     def _sharded(self, treedef, d: int):
         """The batch program on flat arguments, each of `d` devices simulating its own columns
         of the events (`shard_map`: no collective, so the devices never wait on each other)."""
         import jax
-        from jax.sharding import Mesh, PartitionSpec as P
+        from jax.sharding import PartitionSpec as P
 
         from propamm_jax.fast import Packed, simulate_packed
 
@@ -114,7 +120,7 @@ class BatchRunner:
                                     Packed(step, flags, size, price))
             return tuple(getattr(final, f) for f in Outcome._fields)
 
-        mesh = Mesh(np.array(self.devices[:d]), ("sims",))
+        mesh = self._mesh(d)
         column, row = P(None, "sims"), P("sims")
         specs = (row, row, column, column, column, column) + (P(),) * treedef.num_leaves
         return jax.jit(jax.shard_map(sim, mesh=mesh, in_specs=specs,
@@ -192,12 +198,11 @@ class BatchRunner:
         program's sharding, dropping each host array as soon as it is copied. Returns a
         `Packed` of device arrays that `__call__` takes without another copy."""
         import jax
-        from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+        from jax.sharding import NamedSharding, PartitionSpec as P
 
         from propamm_jax.fast import Packed
 
-        d = self._split(fields[0].shape[1])
-        sharding = NamedSharding(Mesh(np.array(self.devices[:d]), ("sims",)), P(None, "sims"))
+        sharding = NamedSharding(self._mesh(self._split(fields[0].shape[1])), P(None, "sims"))
         out = []
         while fields:
             host = fields.pop(0)

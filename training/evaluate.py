@@ -100,17 +100,16 @@ def evaluate(policy: str | Path, seeds: Sequence[int], profile: str = "corrected
     config = config or SimConfig()
     profile = check_profile(profile)
     seeds = list(seeds)
-    if any(is_compiled(o) for o in opponents):  # no fast path against compiled strategies
-        edges, failed = official_edges(policy, seeds, profile, config, opponents, workers,
-                                       progress)
-        off = float(np.mean(list(edges.values()))) if edges else None
-        return Evaluation(len(seeds), None, off, failed)
-    fast = fast_edges(policy, seeds, profile, config, opponents)
-    if not official:
+    # No fast path against compiled strategies: those are only scored officially.
+    compiled = any(is_compiled(o) for o in opponents)
+    fast = None if compiled else fast_edges(policy, seeds, profile, config, opponents)
+    if not official and fast is not None:
         return Evaluation(len(seeds), float(fast.mean()), None, 0)
     edges, failed = official_edges(policy, seeds, profile, config, opponents, workers, progress)
     done = [s for s in seeds if s in edges]
     off = float(np.mean([edges[s] for s in done])) if done else None
+    if fast is None:
+        return Evaluation(len(seeds), None, off, failed)
     # compare on the seeds both sides completed, so a failed simulation does not bias the gap
     fast_done = float(np.mean([v for s, v in zip(seeds, fast) if s in edges])) if done else float(fast.mean())
     return Evaluation(len(seeds), fast_done, off, failed)

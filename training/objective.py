@@ -128,9 +128,7 @@ def official_values(setting: Setting, population, seeds: Sequence[int]) -> np.nd
     seeds = list(seeds)
     values = np.empty((members, len(seeds)))
     with tempfile.TemporaryDirectory(prefix="propamm-train-") as tmp:
-        fixed = [o for o in setting.opponents if not is_compiled(o)]
-        others = [str(f) for f in opponent_files(fixed, Path(tmp))] + [
-            str(o) for o in setting.compiled_opponents]
+        others = [str(f) for f in opponent_files(setting.opponents, Path(tmp))]
         for m in range(members):
             params = jax.tree_util.tree_map(lambda a: float(np.asarray(a)[m]), population)
             rs = Path(tmp) / f"member_{m}.rs"
