@@ -74,7 +74,7 @@ def main() -> int:
     from propamm_jax.fast import build_market, event_width, pack_events
     from propamm_jax.native.build import cache_dir
     from propamm_jax.runner import BatchRunner
-    from propamm_jax.simulate import parse_pool
+    from propamm_jax.simulation import parse_pool
     from propamm_jax.tape_cache import cached_tape
 
     config = SimConfig(steps=args.steps, epoch_len=args.epoch_len)

@@ -33,8 +33,8 @@ def main() -> int:
 
     jax.config.update("jax_enable_x64", True)
     from propamm_jax.config import SimConfig
-    from propamm_jax.simulate import simulate
-    from propamm_jax.sweep import sweep
+    from propamm_jax.simulation import simulate
+    from propamm_jax.sweeps import sweep
     from propamm_jax.tape_cache import cached_tape
 
     config = SimConfig(steps=args.steps, epoch_len=args.epoch_len)

@@ -57,7 +57,7 @@ def main() -> int:
     jax.config.update("jax_enable_x64", True)
     from propamm_jax.config import SimConfig
     from propamm_jax.scoring import score
-    from propamm_jax.simulate import PoolSpec, simulate
+    from propamm_jax.simulation import PoolSpec, simulate
     from propamm_jax.pools.constant_product import ConstantProduct
     from propamm_jax.training.evaluate import fast_edges, official_edges, opponent_files
     from propamm_jax.training.export import fixed_fee_rust

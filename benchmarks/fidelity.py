@@ -72,7 +72,7 @@ def main() -> int:
     from propamm_jax.native.build import cache_dir
     from propamm_jax.results import Results
     from propamm_jax.scoring import score
-    from propamm_jax.simulate import simulate
+    from propamm_jax.simulation import simulate
 
     config = SimConfig(steps=args.steps, epoch_len=args.epoch_len)
     profiles = ["reference", "corrected"] if args.profile == "both" else [args.profile]

@@ -271,7 +271,7 @@ def _configure_jax() -> None:
 def cmd_simulate(args) -> int:
     from propamm_jax.results import aggregate_table
     from propamm_jax.scoring import seed_list
-    from propamm_jax.simulate import simulate
+    from propamm_jax.simulation import simulate
 
     if not args.pool:
         raise PropammError("no pool given: pass --pool cpamm:30 (repeatable)")
@@ -296,7 +296,7 @@ def cmd_simulate(args) -> int:
 def cmd_sweep(args) -> int:
     from propamm_jax.frames import check_format, write_frame
     from propamm_jax.scoring import seed_list
-    from propamm_jax.sweep import Grid, format_summary, parse_fixed, parse_range, summarize, sweep
+    from propamm_jax.sweeps import Grid, format_summary, parse_fixed, parse_range, summarize, sweep
 
     axes = [(name, parse_range(text, "--" + name.replace("_", "-")))
             for name, text in (("fee_bps", args.fee_bps), ("fee_buy_bps", args.fee_buy_bps),

@@ -15,7 +15,7 @@ from conftest import STRATEGIES
 from propamm_jax.config import SimConfig
 from propamm_jax.errors import PropammError
 from propamm_jax.scoring import score
-from propamm_jax.simulate import parse_pool, simulate
+from propamm_jax.simulation import parse_pool, simulate
 
 pytestmark = pytest.mark.usefixtures("x64")
 

@@ -31,7 +31,7 @@ def cache(tmp_path, monkeypatch):
 
 
 def test_warm_run_equals_cold_run(x64, cache, monkeypatch):
-    from propamm_jax.simulate import simulate
+    from propamm_jax.simulation import simulate
 
     cold = simulate(POOLS, CONFIG, range(6), batch_size=4)
     batches = list((cache / "batches").rglob("price.npy"))
@@ -71,7 +71,7 @@ def test_stored_program_that_fails_at_run_time_is_replaced(x64, cache, monkeypat
     on this host): the runner drops the file, compiles again and returns the right result."""
     from jax.experimental import serialize_executable
 
-    from propamm_jax.simulate import simulate
+    from propamm_jax.simulation import simulate
 
     cold = simulate(POOLS, CONFIG, range(4), batch_size=4)
     stored = list((cache / "programs").glob("*.bin"))

@@ -13,8 +13,8 @@ SEEDS = [3, 11, 12]
 
 
 def test_sweep_matches_simulate_per_point(x64):
-    from propamm_jax.simulate import simulate
-    from propamm_jax.sweep import sweep
+    from propamm_jax.simulation import simulate
+    from propamm_jax.sweeps import sweep
 
     frame = sweep("cpamm", {"fee_bps": [10.0, 40.0]}, CONFIG, SEEDS, opponents=["cpamm:65"],
                   lanes=4)  # 4 lanes: 2 seeds per chunk, so chunking and padding are exercised
@@ -37,7 +37,7 @@ def test_sweep_matches_simulate_per_point(x64):
 
 
 def test_fixed_sigma_rebuilds_the_price_path():
-    from propamm_jax.sweep import fix_market
+    from propamm_jax.sweeps import fix_market
     from propamm_jax.tape import make_tape
 
     tape = make_tape(SEEDS, 200)
@@ -63,14 +63,14 @@ def _row(tape, i):
 @pytest.mark.parametrize("text, expected", [("5:20:5", (5.0, 10.0, 15.0, 20.0)),
                                             ("30", (30.0,)), ("10,20,45", (10.0, 20.0, 45.0))])
 def test_parse_range(text, expected):
-    from propamm_jax.sweep import parse_range
+    from propamm_jax.sweeps import parse_range
 
     assert parse_range(text) == expected
 
 
 @pytest.mark.parametrize("text", ["5:1:1", "1:2", "a:b:c", "5:10:0"])
 def test_parse_range_rejects(text):
-    from propamm_jax.sweep import parse_range
+    from propamm_jax.sweeps import parse_range
 
     with pytest.raises(PropammError, match="--fee-bps"):
         parse_range(text, "--fee-bps")
@@ -79,7 +79,7 @@ def test_parse_range_rejects(text):
 @pytest.mark.parametrize("item, message", [("lambda=3", "cannot be fixed"), ("sigma", "NAME=VALUE"),
                                            ("sigma=-1", "positive"), ("speed=1", "not a market")])
 def test_parse_fixed_rejects(item, message):
-    from propamm_jax.sweep import parse_fixed
+    from propamm_jax.sweeps import parse_fixed
 
     with pytest.raises(PropammError, match=message):
         parse_fixed([item])
@@ -88,8 +88,8 @@ def test_parse_fixed_rejects(item, message):
 def test_sweep_of_a_dynamic_policy_parameter(x64, tmp_path):
     import json
 
-    from propamm_jax.simulate import simulate
-    from propamm_jax.sweep import sweep
+    from propamm_jax.simulation import simulate
+    from propamm_jax.sweeps import sweep
 
     policy = {"family": "dynamic_fee", "version": 1, "fee_min_bps": 5, "fee_max_bps": 200,
               "epoch_len": 100, "params": {"bias": -2.0, "w_vol": 1.0, "w_flow": -0.5,

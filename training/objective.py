@@ -80,7 +80,7 @@ def _inputs(setting: Setting, seeds: Sequence[int], members: int):
 def _opponent_params(setting: Setting, rows: int):
     import jax
 
-    from propamm_jax.simulate import parse_pool
+    from propamm_jax.simulation import parse_pool
 
     specs = [parse_pool(o) for o in setting.opponents]
     pools = [s.pool for s in specs]

@@ -96,7 +96,7 @@ class TrainConfig:
         if lo < h_hi and h_lo < hi:
             raise PropammError(f"held-out seeds {h_lo}..{h_hi - 1} overlap the training seeds "
                                f"{lo}..{hi - 1}: move --heldout-start or --train-seed-start")
-        from propamm_jax.simulate import parse_pool
+        from propamm_jax.simulation import parse_pool
         from propamm_jax.training.objective import is_compiled
 
         for spec in self.opponents:

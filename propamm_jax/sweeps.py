@@ -159,7 +159,7 @@ def sweep(pool: str, grid: Grid | Mapping[str, Sequence[float]], config: SimConf
     import jax
 
     from propamm_jax.fast import build_events, build_market, simulate_batch
-    from propamm_jax.simulate import _bar, parse_pool
+    from propamm_jax.simulation import _bar, parse_pool
     from propamm_jax.tape import parse_seed
     from propamm_jax.tape_cache import cached_tape
 
