@@ -1,12 +1,15 @@
 """The `propamm` command line.
 
 User errors print one line, `propamm: error: ...`, and exit with code 2; no tracebacks. The
-profile a command ran is always printed, since the two profiles are different markets.
+profile a command ran is always printed, since the two profiles are different markets, and a
+profile taken by default says so (official scoring defaults to `reference`, the fast path
+and training to `corrected`: see `_add_profile`).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -14,9 +17,57 @@ from pathlib import Path
 from propamm_jax.errors import PropammError
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's formatter that appends each option's default, except where the default is
+    None or False: there the help text itself says what happens without the option."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False) or isinstance(action.default, list):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str):  # one line instead of usage + message
-        raise PropammError(f"{self.prog.split()[-1]}: {message}")
+        where = self.prog.split()[1:]  # the subcommand, if any (main adds the "propamm: ")
+        raise PropammError(f"{where[0]}: {message}" if where else message)
+
+
+PROFILES = ("reference", "corrected")
+_PROFILE_WHY = {
+    "reference": "official scoring: bit-identical to the published engine, defects included",
+    "corrected": "the market with working arbitrage and routing, where fees matter",
+}
+
+
+class _ProfileAction(argparse.Action):
+    """Stores --profile and remembers that it was given, so the banner can say when a
+    command ran its default profile."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        namespace.profile_given = True
+
+
+def _add_profile(p: argparse.ArgumentParser, default: str) -> None:
+    """--profile with a help text naming this command's default and why it is the default."""
+    p.add_argument("--profile", default=default, choices=PROFILES, action=_ProfileAction,
+                   help=f"market profile; this command's default is {default} "
+                        f"({_PROFILE_WHY[default]})")
+    p.set_defaults(profile_given=False)
+
+
+def _profile_banner(profile: str, args) -> str:
+    """`profile: X`, and when X was not asked for, that it is this command's default."""
+    if getattr(args, "profile_given", True):
+        return f"profile: {profile}"
+    other = "corrected" if profile == "reference" else "reference"
+    return (f"profile: {profile} (default of `propamm {args.command}`; "
+            f"--profile {other} for the other market)")
 
 
 def _positive_int(name: str):
@@ -31,6 +82,24 @@ def _positive_int(name: str):
     return parse
 
 
+def _number(name: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise PropammError(f"{name} must be a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise PropammError(f"{name} must be finite, got {text!r}")
+        return value
+    return parse
+
+
+def _version() -> str:
+    from propamm_jax import __version__
+
+    return __version__
+
+
 def _seed(text: str) -> int:
     from propamm_jax.tape import parse_seed
 
@@ -40,26 +109,51 @@ def _seed(text: str) -> int:
         raise PropammError(str(exc)) from None
 
 
-def _add_run_options(p: argparse.ArgumentParser, simulations: int = 100) -> None:
-    p.add_argument("--simulations", type=_positive_int("--simulations"), default=simulations)
-    p.add_argument("--steps", type=_positive_int("--steps"), default=10_000)
-    p.add_argument("--epoch-len", type=_positive_int("--epoch-len"), default=1_000)
-    p.add_argument("--seed-start", type=_seed, default=0)
-    p.add_argument("--seed-stride", type=_positive_int("--seed-stride"), default=1)
-    p.add_argument("--workers", type=_positive_int("--workers"), default=None,
-                   help="worker processes (default: one per CPU core)")
+def _add_market_options(p: argparse.ArgumentParser, simulations: int | None = 100,
+                        seeds: bool = True) -> None:
+    """The size of a run: how many simulations (if the command takes a number), how long,
+    which seeds (if the command takes a range)."""
+    if simulations is not None:
+        p.add_argument("--simulations", type=_positive_int("--simulations"),
+                       default=simulations, help="number of simulations (one seed each)")
+    p.add_argument("--steps", type=_positive_int("--steps"), default=10_000,
+                   help="steps per simulation")
+    p.add_argument("--epoch-len", type=_positive_int("--epoch-len"), default=1_000,
+                   help="steps between capital rebalances")
+    if seeds:
+        p.add_argument("--seed-start", type=_seed, default=0, help="first seed (u64)")
+        p.add_argument("--seed-stride", type=_positive_int("--seed-stride"), default=1,
+                       help="distance between consecutive seeds")
+
+
+def _add_no_progress(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="propamm", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+def _add_workers(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=_positive_int("--workers"), default=None,
+                   help="confined worker processes (default: one per CPU core)")
 
-    p = sub.add_parser("score", help="score compiled strategies officially")
+
+def _add_run_options(p: argparse.ArgumentParser, simulations: int = 100) -> None:
+    _add_market_options(p, simulations)
+    _add_workers(p)
+    _add_no_progress(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="propamm", description="Simulate, train and officially score "
+                     "prop-AMM fee strategies.")
+    parser.add_argument("--version", action="version", version=f"propamm {_version()}",
+                        help="print the package version and exit")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+
+    p = sub.add_parser("score", help="score compiled strategies officially (profile: reference)")
     p.add_argument("files", nargs="*", help=".rs sources or compiled .so files")
     _add_run_options(p)
-    p.add_argument("--profile", default="reference", choices=["reference", "corrected"])
-    p.add_argument("--output", type=Path, default=None, help="write results JSON (golden schema)")
+    _add_profile(p, "reference")
+    p.add_argument("--output", type=Path, default=None,
+                   help="also write the results (.json: the golden schema); default: none")
     p.add_argument("--trace-seeds", type=_seed, nargs="*", default=[],
                    help="also record per-step traces (first 300 steps) for these seeds")
     p.add_argument("--sim-timeout", type=_positive_int("--sim-timeout"), default=300,
@@ -67,75 +161,78 @@ def build_parser() -> argparse.ArgumentParser:
     _add_robustness_options(p)
     p.set_defaults(run=cmd_score)
 
-    p = sub.add_parser("simulate", help="simulate parametric pools on the fast JAX path")
+    p = sub.add_parser("simulate",
+                       help="simulate parametric pools on the fast JAX path (profile: corrected)")
     p.add_argument("--pool", action="append", default=[], metavar="SPEC",
-                   help="cpamm:FEE_BPS or cpamm:BUY/SELL (repeat for several pools)")
-    p.add_argument("--simulations", type=_positive_int("--simulations"), default=1000)
-    p.add_argument("--steps", type=_positive_int("--steps"), default=10_000)
-    p.add_argument("--epoch-len", type=_positive_int("--epoch-len"), default=1_000)
-    p.add_argument("--seed-start", type=_seed, default=0)
-    p.add_argument("--seed-stride", type=_positive_int("--seed-stride"), default=1)
-    p.add_argument("--profile", default="corrected", choices=["reference", "corrected"])
-    p.add_argument("--batch-size", type=_positive_int("--batch-size"), default=1000)
-    p.add_argument("--dtype", default="float64", choices=["float64", "float32"])
-    p.add_argument("--output", type=Path, default=None)
-    p.add_argument("--no-progress", action="store_true")
+                   help="cpamm:FEE_BPS, cpamm:BUY/SELL or dynamic:POLICY.json "
+                        "(repeat for several pools)")
+    _add_market_options(p, simulations=1000)
+    _add_profile(p, "corrected")
+    p.add_argument("--batch-size", type=_positive_int("--batch-size"), default=1000,
+                   help="simulations run together in one compiled batch")
+    p.add_argument("--dtype", default="float64", choices=["float64", "float32"],
+                   help="floating-point precision of the fast path (float32 for GPUs)")
+    p.add_argument("--output", type=Path, default=None,
+                   help="also write the results (.json: the golden schema); default: none")
+    _add_no_progress(p)
     p.set_defaults(run=cmd_simulate)
 
-    p = sub.add_parser("sweep", help="run a pool over a parameter grid x seeds (one batch)")
+    p = sub.add_parser("sweep", help="run a pool over a parameter grid x seeds (profile: corrected)")
     p.add_argument("--pool", default="cpamm", metavar="SPEC",
                    help="the swept pool: cpamm (fees from the grid) or a --pool spec")
     p.add_argument("--fee-bps", metavar="RANGE", default=None,
                    help="both cpamm fees: START:STOP:STEP (stop included), N or N,M,...")
-    p.add_argument("--fee-buy-bps", metavar="RANGE", default=None)
-    p.add_argument("--fee-sell-bps", metavar="RANGE", default=None)
+    p.add_argument("--fee-buy-bps", metavar="RANGE", default=None,
+                   help="the cpamm buy-side fee (X bought from the pool), same forms as --fee-bps")
+    p.add_argument("--fee-sell-bps", metavar="RANGE", default=None,
+                   help="the cpamm sell-side fee (X sold to the pool), same forms as --fee-bps")
     p.add_argument("--param", action="append", default=[], metavar="NAME=RANGE",
                    help="any parameter of the swept pool, e.g. w_vol=0:2:0.5 (repeatable)")
     p.add_argument("--opponent", action="append", default=[], metavar="SPEC",
                    help="a fixed pool competing at every grid point (repeatable)")
     p.add_argument("--fix", action="append", default=[], metavar="NAME=VALUE",
                    help="fix a market parameter on the same draws, e.g. sigma=0.001")
-    p.add_argument("--simulations", type=_positive_int("--simulations"), default=100)
-    p.add_argument("--steps", type=_positive_int("--steps"), default=10_000)
-    p.add_argument("--epoch-len", type=_positive_int("--epoch-len"), default=1_000)
-    p.add_argument("--seed-start", type=_seed, default=0)
-    p.add_argument("--seed-stride", type=_positive_int("--seed-stride"), default=1)
-    p.add_argument("--profile", default="corrected", choices=["reference", "corrected"])
-    p.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    _add_market_options(p, simulations=100)
+    _add_profile(p, "corrected")
+    p.add_argument("--dtype", default="float64", choices=["float64", "float32"],
+                   help="floating-point precision of the fast path (float32 for GPUs)")
     p.add_argument("-o", "--output", type=Path, default=None,
-                   help="the (point, seed) table: .parquet, .csv or .json")
-    p.add_argument("--no-progress", action="store_true")
+                   help="also write the (point, seed) table: .parquet, .csv or .json")
+    _add_no_progress(p)
     p.set_defaults(run=cmd_sweep)
 
     p = sub.add_parser("frame", help="a results file as a tidy table (.json/.csv/.parquet)")
-    p.add_argument("results", type=Path)
-    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("results", type=Path, help="a results .json (score, simulate, submit)")
+    p.add_argument("-o", "--output", type=Path, required=True,
+                   help="the table to write: .json, .csv or .parquet")
     p.add_argument("--epochs", action="store_true",
                    help="one row per (simulation, strategy, epoch) instead of per simulation")
     p.set_defaults(run=cmd_frame)
 
     p = sub.add_parser("report", help="a self-contained HTML report of a results file")
-    p.add_argument("results", type=Path)
-    p.add_argument("-o", "--output", type=Path, default=Path("report.html"))
+    p.add_argument("results", type=Path, help="a results .json (score, simulate, submit)")
+    p.add_argument("-o", "--output", type=Path, default=Path("report.html"),
+                   help="the HTML page to write")
     p.add_argument("--training-log", type=Path, default=None,
                    help="a training log (generation + fitness columns) to plot")
     p.set_defaults(run=cmd_report)
 
-    p = sub.add_parser("submit", help="score .rs strategies officially into a bundle directory")
+    p = sub.add_parser("submit", help="score .rs strategies officially into a bundle directory "
+                       "(profile: reference)")
     p.add_argument("files", nargs="*", help=".rs sources")
     p.add_argument("-o", "--output", type=Path, required=True, help="new bundle directory")
     _add_run_options(p, simulations=20)
-    p.add_argument("--profile", default="reference", choices=["reference", "corrected"])
+    _add_profile(p, "reference")
     p.set_defaults(run=cmd_submit)
 
     p = sub.add_parser("verify", help="re-run a bundle and confirm identical results")
-    p.add_argument("bundle", type=Path)
-    p.add_argument("--workers", type=_positive_int("--workers"), default=None)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("bundle", type=Path, help="a bundle directory written by `propamm submit`")
+    _add_workers(p)
+    _add_no_progress(p)
     p.set_defaults(run=cmd_verify)
 
     p = sub.add_parser("leaderboard", help="rank the bundles under a directory")
-    p.add_argument("root", type=Path)
+    p.add_argument("root", type=Path, help="a directory searched for bundles (receipt.json)")
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="also write the table (.json/.csv/.parquet)")
     p.set_defaults(run=cmd_leaderboard)
@@ -143,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_validate_parser(sub)
     _add_training_parsers(sub)
 
-    p = sub.add_parser("demo", help="build the starter strategies and score them in both profiles")
+    p = sub.add_parser("demo", help="build the starter strategies and score them in both "
+                       "profiles (reference, then corrected)")
     _add_run_options(p, simulations=20)
     p.set_defaults(run=cmd_demo)
     return parser
@@ -203,7 +301,7 @@ def _score_and_print(files, args, profile: str, output: Path | None = None, trac
     from propamm_jax.scoring import format_table, score
 
     config = _config(args)
-    print(f"profile: {profile}  |  {args.simulations} simulations x {config.steps} steps, "
+    print(f"{_profile_banner(profile, args)}  |  {args.simulations} simulations x {config.steps} steps, "
           f"epoch {config.epoch_len}, seeds from {args.seed_start} stride {args.seed_stride}",
           flush=True)
     started = time.perf_counter()
@@ -278,7 +376,7 @@ def cmd_simulate(args) -> int:
     _configure_jax()
     config = _config(args)
     seeds = seed_list(args.simulations, args.seed_start, args.seed_stride)
-    print(f"profile: {args.profile}  |  fast path ({args.dtype})  |  {len(seeds)} simulations x "
+    print(f"{_profile_banner(args.profile, args)}  |  fast path ({args.dtype})  |  {len(seeds)} simulations x "
           f"{config.steps} steps, epoch {config.epoch_len}", flush=True)
     started = time.perf_counter()
     results = simulate(args.pool, config, seeds, args.profile, args.batch_size, args.dtype,
@@ -321,7 +419,7 @@ def cmd_sweep(args) -> int:
     seeds = seed_list(args.simulations, args.seed_start, args.seed_stride)
     grid = Grid(tuple(axes))
     n_points = len(grid.points())
-    print(f"profile: {args.profile}  |  sweep of {args.pool}: {n_points} grid points x "
+    print(f"{_profile_banner(args.profile, args)}  |  sweep of {args.pool}: {n_points} grid points x "
           f"{len(seeds)} seeds x {config.steps} steps"
           + (f"  |  fixed {fixed}" if fixed else ""), flush=True)
     started = time.perf_counter()
@@ -364,7 +462,7 @@ def cmd_submit(args) -> int:
 
     config = _config(args)
     seeds = seed_list(args.simulations, args.seed_start, args.seed_stride)
-    print(f"profile: {args.profile}  |  {len(seeds)} simulations x {config.steps} steps, "
+    print(f"{_profile_banner(args.profile, args)}  |  {len(seeds)} simulations x {config.steps} steps, "
           f"epoch {config.epoch_len}", flush=True)
     sub = submit(args.files, args.output, config=config, seeds=seeds, profile=args.profile,
                  workers=args.workers, progress=None if not args.no_progress else False)
@@ -423,56 +521,72 @@ def cmd_demo(args) -> int:
 
 def _add_training_parsers(sub) -> None:
     """`train`, `export` and `evaluate` (issue #4; code in propamm_jax.training)."""
-    p = sub.add_parser("train", help="train a dynamic-fee policy (evosax / optax) on the fast path")
+    p = sub.add_parser("train", help="train a dynamic-fee policy (evosax / optax) on the fast path "
+                       "(profile: corrected)")
     p.add_argument("--algorithm", default="cma_es", help="cma_es, open_es, snes (evosax) or adam (optax)")
-    p.add_argument("--generations", type=_positive_int("--generations"), default=50)
-    p.add_argument("--population", type=_positive_int("--population"), default=16)
+    p.add_argument("--generations", type=_positive_int("--generations"), default=50,
+                   help="generations (adam: gradient steps)")
+    p.add_argument("--population", type=_positive_int("--population"), default=16,
+                   help="candidate parameter sets per generation")
     p.add_argument("--batch-seeds", type=_positive_int("--batch-seeds"), default=16,
                    help="training seeds per generation (resampled every generation)")
-    p.add_argument("--train-seed-start", type=_seed, default=1_000_000)
-    p.add_argument("--heldout-start", type=_seed, default=0)
+    p.add_argument("--train-seed-start", type=_seed, default=1_000_000,
+                   help="first training seed (each generation draws the next batch)")
+    p.add_argument("--heldout-start", type=_seed, default=0,
+                   help="first held-out seed (a range disjoint from the training seeds)")
     p.add_argument("--heldout", type=_positive_int("--heldout"), default=32,
                    help="held-out seeds monitored during training (never trained on)")
-    p.add_argument("--eval-every", type=_positive_int("--eval-every"), default=5)
-    p.add_argument("--seed", type=int, default=0, help="random seed of the algorithm")
-    p.add_argument("--sigma-init", type=float, default=1.0)
-    p.add_argument("--learning-rate", type=float, default=0.05)
-    p.add_argument("--clip", type=float, default=1.0, help="adam: gradient clipping norm")
-    p.add_argument("--smooth", type=float, default=0.01, help="adam: arbitrage floor smoothing")
-    p.add_argument("--profile", choices=("corrected", "reference"), default="corrected")
+    p.add_argument("--eval-every", type=_positive_int("--eval-every"), default=5,
+                   help="generations between two evaluations on the held-out seeds")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed of the algorithm")
+    p.add_argument("--sigma-init", type=_number("--sigma-init"), default=1.0,
+                   help="initial search spread (evolution strategies)")
+    p.add_argument("--learning-rate", type=_number("--learning-rate"), default=0.05,
+                   help="step size (adam; open_es)")
+    p.add_argument("--clip", type=_number("--clip"), default=1.0,
+                   help="adam: gradient clipping norm")
+    p.add_argument("--smooth", type=_number("--smooth"), default=0.01,
+                   help="adam: arbitrage floor smoothing")
+    _add_profile(p, "corrected")
     p.add_argument("--objective", default="edge", help="edge, risk or vs_normalizer")
-    p.add_argument("--risk-lambda", type=float, default=2.0)
+    p.add_argument("--risk-lambda", type=_number("--risk-lambda"), default=2.0,
+                   help="risk objective: mean edge - lambda x its standard deviation")
     p.add_argument("--opponent", action="append", default=[],
                    help="fixed pool (cpamm:30) or compiled strategy (.rs/.so; scored officially)")
-    p.add_argument("--steps", type=_positive_int("--steps"), default=10_000)
-    p.add_argument("--epoch-len", type=_positive_int("--epoch-len"), default=1_000)
+    _add_market_options(p, seeds=False, simulations=None)
     p.add_argument("--init", action="append", default=[], metavar="NAME=VALUE",
                    help="starting value of a parameter (repeatable; default bias=-1.2, "
                    "w_dev=1, others 0)")
-    p.add_argument("--fee-min-bps", type=float, default=0.0, help="lowest fee the policy charges")
-    p.add_argument("--fee-max-bps", type=float, default=300.0, help="highest fee the policy charges")
+    p.add_argument("--fee-min-bps", type=_number("--fee-min-bps"), default=0.0,
+                   help="lowest fee the policy charges")
+    p.add_argument("--fee-max-bps", type=_number("--fee-max-bps"), default=300.0,
+                   help="highest fee the policy charges")
     p.add_argument("--out", type=Path, required=True, help="run directory (log, checkpoint, policy)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--no-progress", action="store_true")
+    _add_no_progress(p)
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("export", help="a policy.json as a single-file Rust submission")
-    p.add_argument("policy", type=Path)
-    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("policy", type=Path, help="a policy.json written by `propamm train`")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the .rs file to write")
     p.add_argument("--name", default=None, help="strategy name (default: the file stem)")
     p.set_defaults(run=cmd_export)
 
-    p = sub.add_parser("evaluate", help="a policy on held-out seeds: fast path and official")
-    p.add_argument("policy", type=Path)
-    p.add_argument("--profile", choices=("corrected", "reference"), default="corrected")
-    p.add_argument("--simulations", type=_positive_int("--simulations"), default=100)
-    p.add_argument("--seed-start", type=_seed, default=0)
+    p = sub.add_parser("evaluate", help="a policy on held-out seeds: fast path and official "
+                       "(profile: corrected)")
+    p.add_argument("policy", type=Path, help="a policy.json written by `propamm train`")
+    _add_profile(p, "corrected")
+    p.add_argument("--simulations", type=_positive_int("--simulations"), default=100,
+                   help="number of simulations (one seed each)")
+    p.add_argument("--seed-start", type=_seed, default=0, help="first seed (u64)")
     p.add_argument("--opponent", action="append", default=[],
                    help="fixed pool (cpamm:30) or compiled strategy (.rs/.so; scored officially)")
-    p.add_argument("--steps", type=_positive_int("--steps"), default=10_000)
-    p.add_argument("--epoch-len", type=_positive_int("--epoch-len"), default=1_000)
+    p.add_argument("--steps", type=_positive_int("--steps"), default=10_000,
+                   help="steps per simulation")
+    p.add_argument("--epoch-len", type=_positive_int("--epoch-len"), default=1_000,
+                   help="steps between capital rebalances")
     p.add_argument("--fast-only", action="store_true", help="skip official scoring")
-    p.add_argument("--workers", type=_positive_int("--workers"), default=None)
+    _add_workers(p)
     p.set_defaults(run=cmd_evaluate)
 
 
@@ -531,7 +645,7 @@ def cmd_evaluate(args) -> int:
 
     config = SimConfig(steps=args.steps, epoch_len=args.epoch_len)
     seeds = seed_list(args.simulations, args.seed_start)
-    print(f"profile: {args.profile}  |  {len(seeds)} held-out seeds from {seeds[0]}  |  "
+    print(f"{_profile_banner(args.profile, args)}  |  {len(seeds)} held-out seeds from {seeds[0]}  |  "
           f"opponents: {', '.join(args.opponent) or 'normalizer only'}", flush=True)
     ev = evaluate(args.policy, seeds, args.profile, config, tuple(args.opponent),
                   official=not args.fast_only, workers=args.workers)
@@ -549,6 +663,32 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+_TABLES = (".json", ".csv", ".parquet")
+# Where each command writes, checked before it starts any work, so that a typo in a path costs
+# one line and not a whole run: command -> (attribute, option, extensions, is a directory).
+OUTPUTS = {
+    "score": ("output", "--output", (".json",), False),
+    "simulate": ("output", "--output", (".json",), False),
+    "sweep": ("output", "--output", _TABLES, False),
+    "frame": ("output", "--output", _TABLES, False),
+    "report": ("output", "--output", (".html", ".htm"), False),
+    "leaderboard": ("output", "--output", _TABLES, False),
+    "export": ("output", "--output", (".rs",), False),
+    "submit": ("output", "--output", (), True),
+    "train": ("out", "--out", (), True),
+}
+
+
+def check_outputs(args) -> None:
+    """The output path of `args.command` (see OUTPUTS), checked before the command runs."""
+    from propamm_jax.errors import check_output
+
+    attribute, option, suffixes, directory = OUTPUTS.get(args.command, (None,) * 4)
+    path = getattr(args, attribute, None) if attribute else None
+    if path is not None:
+        check_output(path, suffixes, option, directory)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -556,6 +696,7 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "run", None):
             parser.print_help()
             return 2
+        check_outputs(args)
         return args.run(args)
     except PropammError as exc:
         print(f"propamm: error: {exc}", file=sys.stderr)

@@ -21,3 +21,33 @@ def read_json(path) -> object:
         raise PropammError(f"{path}: cannot read ({exc.strerror})") from None
     except json.JSONDecodeError as exc:
         raise PropammError(f"{path}: not valid JSON (line {exc.lineno})") from None
+
+
+def check_output(path, suffixes: tuple[str, ...] = (), option: str = "--output",
+                 directory: bool = False) -> None:
+    """Checks, before any work starts, that `path` can be written: a known extension (when
+    `suffixes` is given), a file not named like a directory, and an existing writable folder
+    to hold it (for a `directory` output, the nearest existing ancestor, since it is created
+    with its parents)."""
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise PropammError(f"{option} {path}: unknown extension {path.suffix or '(none)'!r}; "
+                           f"use {', '.join(suffixes)}")
+    if directory:
+        if path.exists() and not path.is_dir():
+            raise PropammError(f"{option} {path}: exists and is not a directory")
+        parent = path
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+    else:
+        if path.is_dir():
+            raise PropammError(f"{option} {path}: is a directory; give a file name")
+        parent = path.parent
+    if not parent.is_dir():
+        problem = "does not exist" if not parent.exists() else "is not a directory"
+        raise PropammError(f"{option} {path}: {parent} {problem}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PropammError(f"{option} {path}: {parent} is not writable")
