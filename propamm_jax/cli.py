@@ -665,28 +665,28 @@ def cmd_evaluate(args) -> int:
 
 _TABLES = (".json", ".csv", ".parquet")
 # Where each command writes, checked before it starts any work, so that a typo in a path costs
-# one line and not a whole run: command -> (attribute, option, extensions, is a directory).
+# one line and not a whole run: command -> ((attribute, option, extensions, is a directory),).
 OUTPUTS = {
-    "score": ("output", "--output", (".json",), False),
-    "simulate": ("output", "--output", (".json",), False),
-    "sweep": ("output", "--output", _TABLES, False),
-    "frame": ("output", "--output", _TABLES, False),
-    "report": ("output", "--output", (".html", ".htm"), False),
-    "leaderboard": ("output", "--output", _TABLES, False),
-    "export": ("output", "--output", (".rs",), False),
-    "submit": ("output", "--output", (), True),
-    "train": ("out", "--out", (), True),
+    "score": (("output", "--output", (".json",), False), ("journal", "--journal", (), False)),
+    "simulate": (("output", "--output", (".json",), False),),
+    "sweep": (("output", "--output", _TABLES, False),),
+    "frame": (("output", "--output", _TABLES, False),),
+    "report": (("output", "--output", (".html", ".htm"), False),),
+    "leaderboard": (("output", "--output", _TABLES, False),),
+    "export": (("output", "--output", (".rs",), False),),
+    "submit": (("output", "--output", (), True),),
+    "train": (("out", "--out", (), True),),
 }
 
 
 def check_outputs(args) -> None:
-    """The output path of `args.command` (see OUTPUTS), checked before the command runs."""
+    """The output paths of `args.command` (see OUTPUTS), checked before the command runs."""
     from propamm_jax.errors import check_output
 
-    attribute, option, suffixes, directory = OUTPUTS.get(args.command, (None,) * 4)
-    path = getattr(args, attribute, None) if attribute else None
-    if path is not None:
-        check_output(path, suffixes, option, directory)
+    for attribute, option, suffixes, directory in OUTPUTS.get(args.command, ()):
+        path = getattr(args, attribute, None)
+        if path is not None:
+            check_output(path, suffixes, option, directory)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,9 +16,15 @@ def read_json(path) -> object:
 
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        data = path.read_bytes()
     except OSError as exc:
         raise PropammError(f"{path}: cannot read ({exc.strerror})") from None
+    if data.startswith(b"PAR1"):
+        raise PropammError(f"{path}: a Parquet table, not JSON; give the .json file")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise PropammError(f"{path}: not valid JSON (binary content)") from None
     except json.JSONDecodeError as exc:
         raise PropammError(f"{path}: not valid JSON (line {exc.lineno})") from None
 
