@@ -183,8 +183,7 @@ def export(policy: str | Path, output: str | Path, name: str | None = None) -> P
         raise PropammError(f"{output}: the output must be a .rs file")
     if name is None:  # an empty --name is refused by render, not replaced
         name = re.sub(r"[^A-Za-z0-9_\-]", "_", output.stem)[:64] or "dynamic_fee"
-    label = name
-    output.write_text(render(pool, params, label))
+    output.write_text(render(pool, params, name))
     return output
 
 
