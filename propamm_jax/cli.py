@@ -66,7 +66,7 @@ def _profile_banner(profile: str, args) -> str:
     if getattr(args, "profile_given", True):
         return f"profile: {profile}"
     other = "corrected" if profile == "reference" else "reference"
-    return (f"profile: {profile} (default of `propamm {args.command}`; "
+    return (f"profile: {profile} (default of propamm {args.command}; "
             f"--profile {other} for the other market)")
 
 

@@ -77,6 +77,6 @@ def test_banner_says_when_the_profile_is_the_default():
     defaulted = p.parse_args(["simulate", "--pool", "cpamm:30"])
     given = p.parse_args(["simulate", "--pool", "cpamm:30", "--profile", "corrected"])
     assert _profile_banner("corrected", defaulted) == (
-        "profile: corrected (default of `propamm simulate`; --profile reference for the other "
+        "profile: corrected (default of propamm simulate; --profile reference for the other "
         "market)")
     assert _profile_banner("corrected", given) == "profile: corrected"
