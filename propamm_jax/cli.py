@@ -22,7 +22,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     None or False: there the help text itself says what happens without the option."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default in (None, False) or isinstance(action.default, list):
+        if action.default is None or action.default is False or isinstance(action.default, list):
             return action.help or ""
         return super()._get_help_string(action)
 
@@ -56,8 +56,8 @@ class _ProfileAction(argparse.Action):
 def _add_profile(p: argparse.ArgumentParser, default: str) -> None:
     """--profile with a help text naming this command's default and why it is the default."""
     p.add_argument("--profile", default=default, choices=PROFILES, action=_ProfileAction,
-                   help=f"market profile; this command's default is {default} "
-                        f"({_PROFILE_WHY[default]})")
+                   help=f"market profile (this command's default: %(default)s, "
+                        f"{_PROFILE_WHY[default]})")
     p.set_defaults(profile_given=False)
 
 

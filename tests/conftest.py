@@ -91,3 +91,19 @@ def golden():
 @pytest.fixture(scope="session")
 def strategy_dir() -> Path:
     return STRATEGIES
+
+
+# source folder -> its package once installed (pyproject.toml's package-dir)
+SOURCE_LAYOUT = {"propamm_jax": "propamm_jax", "native": "propamm_jax/native",
+                 "training": "propamm_jax/training"}
+
+
+def source_modules() -> list[str]:
+    """Every module of the source tree, by its installed dotted name."""
+    root = Path(__file__).parents[1]
+    names = []
+    for folder, target in SOURCE_LAYOUT.items():
+        for path in sorted((root / folder).rglob("*.py")):
+            parts = [*target.split("/"), *path.relative_to(root / folder).with_suffix("").parts]
+            names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names

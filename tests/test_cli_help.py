@@ -37,10 +37,13 @@ def test_every_option_has_help_and_shows_its_default(command):
     for action in options:
         name = action.option_strings[-1] if action.option_strings else action.dest
         assert action.help and action.help.strip(), f"{command} {name}: no help text"
-        shown = action.default not in (None, False, argparse.SUPPRESS) \
+        shown = action.default is not None and action.default is not False \
+            and action.default is not argparse.SUPPRESS \
             and not isinstance(action.default, list) and not action.required
         if shown:
-            assert f"(default: {action.default})" in " ".join(text.split()), \
+            flat = " ".join(text.split())
+            assert f"(default: {action.default})" in flat \
+                or f"default: {action.default}," in flat, \
                 f"{command} {name}: default {action.default!r} not in --help"
 
 
@@ -48,7 +51,7 @@ def test_every_option_has_help_and_shows_its_default(command):
 def test_profile_default_is_named_in_both_helps(command):
     p = _subparsers()[command]
     (profile,) = [a for a in p._actions if "--profile" in a.option_strings]
-    assert f"this command's default is {profile.default}" in profile.help
+    assert f"this command's default: {profile.default}," in " ".join(p.format_help().split())
     assert f"(profile: {profile.default})" in " ".join(build_parser().format_help().split())
 
 

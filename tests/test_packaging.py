@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SOURCE_LAYOUT as LAYOUT
+
 ROOT = Path(__file__).parents[1]
-# source folder -> where it lives in the installed package
-LAYOUT = {"propamm_jax": "propamm_jax", "native": "propamm_jax/native",
-          "training": "propamm_jax/training"}
 BUILD_FILES = ("pyproject.toml", "README.md")
 
 
