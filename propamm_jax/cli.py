@@ -70,16 +70,22 @@ def _profile_banner(profile: str, args) -> str:
             f"--profile {other} for the other market)")
 
 
-def _positive_int(name: str):
+def _integer(name: str, minimum: int, maximum: int | None = None):
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise PropammError(f"{name} must be an integer, got {text!r}") from None
-        if value < 1:
-            raise PropammError(f"{name} must be at least 1, got {value}")
+        if value < minimum:
+            raise PropammError(f"{name} must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise PropammError(f"{name} must be at most {maximum}, got {value}")
         return value
     return parse
+
+
+def _positive_int(name: str):
+    return _integer(name, 1)
 
 
 def _number(name: str):
@@ -538,7 +544,8 @@ def _add_training_parsers(sub) -> None:
                    help="held-out seeds monitored during training (never trained on)")
     p.add_argument("--eval-every", type=_positive_int("--eval-every"), default=5,
                    help="generations between two evaluations on the held-out seeds")
-    p.add_argument("--seed", type=_seed, default=0, help="random seed of the algorithm")
+    p.add_argument("--seed", type=_integer("--seed", 0, 2**32 - 1), default=0,
+                   help="random seed of the algorithm")
     p.add_argument("--sigma-init", type=_number("--sigma-init"), default=1.0,
                    help="initial search spread (evolution strategies)")
     p.add_argument("--learning-rate", type=_number("--learning-rate"), default=0.05,
@@ -603,6 +610,9 @@ def cmd_train(args) -> int:
         epoch_len=args.epoch_len, fee_min_bps=args.fee_min_bps, fee_max_bps=args.fee_max_bps,
         init=_init_values(args.init))
     cfg.check()
+    print(f"{_profile_banner(args.profile, args)}  |  {args.algorithm}: {args.generations} "
+          f"generations x {args.population} members x {args.batch_seeds} seeds x "
+          f"{args.steps} steps", flush=True)
     _configure_jax()
     policy = train(cfg, args.out, resume=args.resume,
                    progress=False if args.no_progress else None)

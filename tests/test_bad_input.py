@@ -127,6 +127,8 @@ CASES = [
     ("train-init-unknown", ["train", "--out", "run", "--init", "nosuch=1"], "'nosuch'"),
     ("train-fee-bounds", ["train", "--out", "run", "--fee-min-bps", "300", "--fee-max-bps", "10"],
      "--fee-min-bps"),
+    ("train-seed-negative", ["train", "--out", "run", "--seed", "-3"],
+     "--seed must be at least 0, got -3"),
     ("train-sigma-nan", ["train", "--out", "run", "--sigma-init", "nan"],
      "--sigma-init must be finite"),
     ("train-sigma-text", ["train", "--out", "run", "--sigma-init", "big"],

@@ -5,7 +5,8 @@ Rules, applied by this file and nowhere else:
 - Sizes shrink so the whole README runs in a few minutes. In a shell command run by `propamm`
   or `python`, every option of SMALL that the command accepts (read from its `--help`) is set
   to SMALL's value, whether or not the block gives it. In Python blocks, `steps=`,
-  `epoch_len=` and a bare `SimConfig()` get the same small steps.
+  `epoch_len=` and a bare `SimConfig()` get the same small steps, `simulations=` 3 and a seed
+  `range(N)` 50 seeds.
 - The scratch folder starts with the files a user brings: strategies `my_strategy.rs`,
   `other.rs`, `mine.rs`, `theirs.rs` (the starter strategies) and `lib_prebuilt.so` (one of
   them compiled). Everything else a block reads, an earlier block must write.
@@ -33,7 +34,8 @@ BIN = Path(sys.executable).parent
 SMALL = {"--steps": "300", "--epoch-len": "100", "--simulations": "3", "--generations": "2",
          "--population": "4", "--batch-seeds": "2", "--heldout": "2", "--eval-every": "1"}
 PY_SMALL = [(r"\bsteps=[\d_]+", "steps=300"), (r"\bepoch_len=[\d_]+", "epoch_len=100"),
-            (r"\bSimConfig\(\)", "SimConfig(steps=300, epoch_len=100)")]
+            (r"\bSimConfig\(\)", "SimConfig(steps=300, epoch_len=100)"),
+            (r"\bsimulations=[\d_]+", "simulations=3"), (r"\brange\([\d_]+\)", "range(50)")]
 FENCE = re.compile(r"^```(\w*)\s*$")
 NOT_RUN = re.compile(r"^<!--\s*not-run:\s*(.+?)\s*-->\s*$")
 
