@@ -39,6 +39,8 @@ def check_output(path, suffixes: tuple[str, ...] = (), option: str = "--output",
     from pathlib import Path
 
     path = Path(path)
+    if path.is_dir() and not directory:
+        raise PropammError(f"{option} {path}: is a directory; give a file name")
     if suffixes and path.suffix.lower() not in suffixes:
         raise PropammError(f"{option} {path}: unknown extension {path.suffix or '(none)'!r}; "
                            f"use {', '.join(suffixes)}")
@@ -49,8 +51,6 @@ def check_output(path, suffixes: tuple[str, ...] = (), option: str = "--output",
         while not parent.exists() and parent != parent.parent:
             parent = parent.parent
     else:
-        if path.is_dir():
-            raise PropammError(f"{option} {path}: is a directory; give a file name")
         parent = path.parent
     if not parent.is_dir():
         problem = "does not exist" if not parent.exists() else "is not a directory"

@@ -30,7 +30,8 @@ CASES = [
      "--output nodir/x.json: nodir does not exist"),
     ("score-output-bad-extension", ["score", "ok.rs", "--output", "x.txt"],
      "--output x.txt: unknown extension '.txt'"),
-    ("score-output-is-directory", ["score", "ok.rs", "--output", "emptydir"], "emptydir"),
+    ("score-output-is-directory", ["score", "ok.rs", "--output", "emptydir"],
+     "--output emptydir: is a directory"),
     ("score-output-under-a-file", ["score", "ok.rs", "--output", "notes.txt/x.json"],
      "notes.txt is not a directory"),
     ("score-journal-missing-dir", ["score", "ok.rs", "--journal", "nodir/j.jsonl"],
@@ -65,8 +66,10 @@ CASES = [
      "bad.json: not valid JSON"),
     ("simulate-policy-parquet", ["simulate", "--pool", "dynamic:real.parquet"],
      "real.parquet: a Parquet table"),
-    ("simulate-policy-wrong-family", ["simulate", "--pool", "dynamic:other.json"],
-     "other.json: policy family"),
+    ("simulate-policy-not-a-policy", ["simulate", "--pool", "dynamic:other.json"],
+     "other.json: not a policy file"),
+    ("simulate-policy-wrong-family", ["simulate", "--pool", "dynamic:family.json"],
+     "family.json: policy family 'other'"),
     ("simulate-output-missing-dir", ["simulate", "--pool", "cpamm:30", "--output", "nodir/r.json"],
      "nodir does not exist"),
     ("simulate-zero-batch", ["simulate", "--pool", "cpamm:30", "--batch-size", "0"],
@@ -139,7 +142,7 @@ CASES = [
      ["train", "--out", "run", "--heldout-start", "1000000", "--train-seed-start", "1000000"],
      "overlap"),
     ("export-missing", ["export", "missing.json", "-o", "x.rs"], "missing.json: cannot read"),
-    ("export-not-policy", ["export", "other.json", "-o", "x.rs"], "other.json: policy family"),
+    ("export-not-policy", ["export", "other.json", "-o", "x.rs"], "other.json: not a policy file"),
     ("export-parquet", ["export", "real.parquet", "-o", "x.rs"], "real.parquet: a Parquet table"),
     ("export-output-py", ["export", "policy.json", "-o", "x.py"], "'.py'"),
     ("export-output-missing-dir", ["export", "policy.json", "-o", "nodir/x.rs"],
@@ -169,6 +172,7 @@ def folder(tmp_path_factory) -> Path:
     (d / "other.json").write_text('{"a": 1}\n')
     (d / "fake.so").write_bytes(b"\x7fELF\xff\xfe not a library")
     (d / "policy.json").write_text(json.dumps(POLICY))
+    (d / "family.json").write_text(json.dumps({**POLICY, "family": "other"}))
     pd.DataFrame({"a": [1, 2]}).to_parquet(d / "real.parquet")
     shutil.copy(d / "real.parquet", d / "real.json")
     (d / "emptydir").mkdir()

@@ -176,6 +176,9 @@ def load_policy(path: str | Path) -> tuple[DynamicFee, DFParams]:
     data = read_json(path)
     if not isinstance(data, dict):
         raise PropammError(f"{path}: expected a JSON object")
+    if "family" not in data:
+        raise PropammError(f"{path}: not a policy file (no 'family' field; `propamm train` "
+                           "writes one as policy.json)")
     if data.get("family") != FAMILY:
         raise PropammError(f"{path}: policy family {data.get('family')!r} is not {FAMILY!r}")
     version = data.get("version")
