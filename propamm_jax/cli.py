@@ -59,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="*", help=".rs sources or compiled .so files")
     _add_run_options(p)
     p.add_argument("--profile", default="reference", choices=["reference", "corrected"])
-    p.add_argument("--output", type=Path, default=None, help="write results JSON (golden schema)")
+    p.add_argument("--output", type=Path, default=None,
+                   help="write the results: .json (golden schema, every field) or .csv/.parquet "
+                        "(one row per simulation and strategy); checked before scoring")
     p.add_argument("--trace-seeds", type=_seed, nargs="*", default=[],
                    help="also record per-step traces (first 300 steps) for these seeds")
     p.add_argument("--sim-timeout", type=_positive_int("--sim-timeout"), default=300,
@@ -78,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="corrected", choices=["reference", "corrected"])
     p.add_argument("--batch-size", type=_positive_int("--batch-size"), default=1000)
     p.add_argument("--dtype", default="float64", choices=["float64", "float32"])
-    p.add_argument("--output", type=Path, default=None)
+    p.add_argument("--output", type=Path, default=None,
+                   help="write the results: .json (golden schema, every field) or .csv/.parquet "
+                        "(one row per simulation and pool); checked before simulating")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=cmd_simulate)
 
@@ -245,6 +249,10 @@ def _print_rejections(result) -> None:
 
 
 def cmd_score(args) -> int:
+    if args.output is not None:
+        from propamm_jax.frames import check_output
+
+        check_output(args.output)
     result = _score_and_print(args.files, args, args.profile, args.output, args.trace_seeds,
                               args.sim_timeout)
     return 1 if result.failures or result.rejected else 0
@@ -275,6 +283,10 @@ def cmd_simulate(args) -> int:
 
     if not args.pool:
         raise PropammError("no pool given: pass --pool cpamm:30 (repeatable)")
+    if args.output is not None:
+        from propamm_jax.frames import check_output
+
+        check_output(args.output)
     _configure_jax()
     config = _config(args)
     seeds = seed_list(args.simulations, args.seed_start, args.seed_stride)
@@ -462,18 +474,7 @@ def _add_training_parsers(sub) -> None:
     p.add_argument("--name", default=None, help="strategy name (default: the file stem)")
     p.set_defaults(run=cmd_export)
 
-    p = sub.add_parser("evaluate", help="a policy on held-out seeds: fast path and official")
-    p.add_argument("policy", type=Path)
-    p.add_argument("--profile", choices=("corrected", "reference"), default="corrected")
-    p.add_argument("--simulations", type=_positive_int("--simulations"), default=100)
-    p.add_argument("--seed-start", type=_seed, default=0)
-    p.add_argument("--opponent", action="append", default=[],
-                   help="fixed pool (cpamm:30) or compiled strategy (.rs/.so; scored officially)")
-    p.add_argument("--steps", type=_positive_int("--steps"), default=10_000)
-    p.add_argument("--epoch-len", type=_positive_int("--epoch-len"), default=1_000)
-    p.add_argument("--fast-only", action="store_true", help="skip official scoring")
-    p.add_argument("--workers", type=_positive_int("--workers"), default=None)
-    p.set_defaults(run=cmd_evaluate)
+    _add_evaluate_parser(sub)
 
 
 def cmd_train(args) -> int:
@@ -522,19 +523,91 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _add_evaluate_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="a policy on fresh seeds: fast path, official, and "
+                       "against fixed fees")
+    p.add_argument("policy", type=Path)
+    p.add_argument("--profile", choices=("corrected", "reference"), default=None,
+                   help="default: the policy's training profile")
+    p.add_argument("--simulations", type=_positive_int("--simulations"), default=100)
+    p.add_argument("--seed-start", type=_seed, default=None,
+                   help="default: the first seed past every range the policy's training used "
+                        "(policy.json 'seeds')")
+    p.add_argument("--opponent", action="append", default=None,
+                   help="fixed pool (cpamm:30) or compiled strategy (.rs/.so; scored "
+                        "officially), repeatable; default: the policy's training opponents")
+    p.add_argument("--normalizer-only", action="store_true",
+                   help="no opponents but the normalizer, whatever the policy trained against")
+    p.add_argument("--steps", type=_positive_int("--steps"), default=None,
+                   help="default: the policy's training config")
+    p.add_argument("--epoch-len", type=_positive_int("--epoch-len"), default=None,
+                   help="default: the policy's training config")
+    p.add_argument("--fast-only", action="store_true", help="skip official scoring")
+    p.add_argument("--vs-fixed", metavar="RANGE", default=None,
+                   help="also the fixed fees in this range of bps on the same seeds, e.g. "
+                        "5:100:5 or 30,60 (the best officially scored)")
+    p.add_argument("--official-within", type=float, default=5.0,
+                   help="with --vs-fixed: score officially the fees whose fast-path mean is "
+                        "within this %% of the best")
+    p.add_argument("--output", type=Path, default=None,
+                   help="the policy's run: .json (golden schema; official unless --fast-only) "
+                        "or .csv/.parquet (one row per simulation and strategy)")
+    p.add_argument("--workers", type=_positive_int("--workers"), default=None,
+                   help="official scoring's worker processes (default: one per CPU core)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(run=cmd_evaluate)
+
+
+def _fee_list(text: str | None) -> list[int]:
+    """--vs-fixed's fees: whole bps in 0..9999."""
+    from propamm_jax.sweep import parse_range
+
+    if text is None:
+        return []
+    fees = parse_range(text, "--vs-fixed")
+    bad = [f for f in fees if f != int(f) or not 0 <= f < 10_000]
+    if bad:
+        raise PropammError(f"--vs-fixed {text!r}: fee {bad[0]:g} is not a whole number of bps "
+                           "in 0..9999")
+    return [int(f) for f in fees]
+
+
 def cmd_evaluate(args) -> int:
-    from propamm_jax.scoring import seed_list
-    from propamm_jax.training.evaluate import evaluate
-
-    _configure_jax()
     from propamm_jax.config import SimConfig
+    from propamm_jax.scoring import seed_list
+    from propamm_jax.training.evaluate import evaluate, plan, policy_setting
 
-    config = SimConfig(steps=args.steps, epoch_len=args.epoch_len)
-    seeds = seed_list(args.simulations, args.seed_start)
-    print(f"profile: {args.profile}  |  {len(seeds)} held-out seeds from {seeds[0]}  |  "
-          f"opponents: {', '.join(args.opponent) or 'normalizer only'}", flush=True)
-    ev = evaluate(args.policy, seeds, args.profile, config, tuple(args.opponent),
-                  official=not args.fast_only, workers=args.workers)
+    if args.output is not None:
+        from propamm_jax.frames import check_output
+
+        check_output(args.output)
+    fees = _fee_list(args.vs_fixed)
+    if args.normalizer_only and args.opponent:
+        raise PropammError("--normalizer-only and --opponent contradict each other")
+    trained = policy_setting(args.policy).config or SimConfig()
+    config = SimConfig(steps=args.steps or trained.steps,
+                       epoch_len=args.epoch_len or trained.epoch_len)
+    seeds = None if args.seed_start is None else seed_list(args.simulations, args.seed_start)
+    p = plan(args.policy, seeds, args.profile, config,
+             () if args.normalizer_only else args.opponent, args.simulations)
+    for line in p.warnings:
+        print(line, file=sys.stderr)
+    print(f"profile: {p.profile}  |  {len(p.seeds)} seeds {p.seeds[0]}..{p.seeds[-1]}  |  "
+          f"{config.steps} steps, epoch {config.epoch_len}  |  opponents: "
+          f"{', '.join(p.opponents) or 'normalizer only'}", flush=True)
+    _configure_jax()
+    ev = evaluate(args.policy, p.seeds, p.profile, p.config, p.opponents,
+                  official=not args.fast_only, workers=args.workers,
+                  progress=False if args.no_progress else None, vs_fixed=fees,
+                  official_within=args.official_within)
+    _print_evaluation(ev)
+    if args.output is not None:
+        ev.results.save(args.output)
+        print(f"results written to {args.output}")
+    return 1 if ev.official_failures else 0
+
+
+def _print_evaluation(ev) -> None:
     if ev.fast_mean is None:
         print("fast path mean edge:  n/a (compiled opponents run only officially)")
     else:
@@ -545,8 +618,9 @@ def cmd_evaluate(args) -> int:
             print(f"official vs fast:     {100 * ev.gap:+.3f}%")
     if ev.official_failures:
         print(f"{ev.official_failures} official simulations failed")
-        return 1
-    return 0
+    if ev.fixed is not None:
+        print()
+        print("\n".join(ev.fixed.lines()))
 
 
 def main(argv: list[str] | None = None) -> int:
