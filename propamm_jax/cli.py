@@ -146,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_validate_parser(sub)
     _add_training_parsers(sub)
+    _add_compare_parser(sub)
 
     p = sub.add_parser("demo", help="build the starter strategies and score them in both profiles")
     _add_run_options(p, simulations=20)
@@ -345,6 +346,33 @@ def cmd_sweep(args) -> int:
     print(f"\n{len(frame)} simulations in {elapsed:.1f} s ({args.profile} profile)")
     if args.output is not None:
         write_frame(frame, args.output)
+        print(f"table written to {args.output}")
+    return 0
+
+
+def _add_compare_parser(sub) -> None:
+    p = sub.add_parser("compare", help="two results files on the same seeds: paired "
+                       "differences and ranking changes")
+    p.add_argument("a", type=Path, help="results file A (.json, golden schema)")
+    p.add_argument("b", type=Path, help="results file B, same seeds, profile and config")
+    p.add_argument("-o", "--output", type=Path, default=None,
+                   help="also write the table (.json/.csv/.parquet)")
+    p.set_defaults(run=cmd_compare)
+
+
+def cmd_compare(args) -> int:
+    """One row per strategy position: mean A, mean B, B - A with its standard error and
+    95% interval (paired by seed); then whether the ranking changed."""
+    from propamm_jax.comparison import compare
+    from propamm_jax.frames import check_output, write_frame
+
+    if args.output is not None:
+        check_output(args.output)
+    result = compare(args.a, args.b)
+    print(f"{result.seeds} seeds, paired  |  A: {args.a}  |  B: {args.b}")
+    print("\n".join(result.lines()))
+    if args.output is not None:
+        write_frame(result.frame, args.output)
         print(f"table written to {args.output}")
     return 0
 
