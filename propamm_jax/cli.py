@@ -170,7 +170,8 @@ def _add_robustness_options(p: argparse.ArgumentParser) -> None:
                    help="append each finished simulation here (default: one file per run "
                         "under the cache)")
     p.add_argument("--resume", action="store_true",
-                   help="read back the journal's finished simulations and score only the rest")
+                   help="read back the journal's finished simulations and score only the rest "
+                        "(also with more --simulations of the same seed sequence)")
     p.add_argument("--no-journal", action="store_true", help="do not keep a results journal")
 
 
@@ -492,7 +493,9 @@ def _add_training_parsers(sub) -> None:
     p.add_argument("--fee-min-bps", type=float, default=0.0, help="lowest fee the policy charges")
     p.add_argument("--fee-max-bps", type=float, default=300.0, help="highest fee the policy charges")
     p.add_argument("--out", type=Path, required=True, help="run directory (log, checkpoint, policy)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out (same options; a larger --generations "
+                        "extends a finished run)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=cmd_train)
 
@@ -652,7 +655,14 @@ def _print_evaluation(ev) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:  # SIGTERM ends a run as Ctrl-C does: what is finished is kept and said
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
     try:
         args = parser.parse_args(argv)
         if not getattr(args, "run", None):
@@ -662,9 +672,31 @@ def main(argv: list[str] | None = None) -> int:
     except PropammError as exc:
         print(f"propamm: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("propamm: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        _print_interrupted(exc, argv)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _print_interrupted(exc: KeyboardInterrupt, argv: list[str]) -> None:
+    """What an interrupted run kept, and the exact command that continues it."""
+    import shlex
+
+    from propamm_jax.errors import Interrupted
+
+    if not isinstance(exc, Interrupted):
+        print("propamm: interrupted", file=sys.stderr)
+        return
+    print(f"propamm: interrupted: {exc.kept}", file=sys.stderr)
+    if exc.resumable:
+        command = ["propamm", *argv] + ([] if "--resume" in argv else ["--resume"])
+        print(f"propamm: resume with: {shlex.join(command)}", file=sys.stderr)
 
 
 def entry() -> None:
