@@ -557,10 +557,11 @@ def cmd_export(args) -> int:
 def _add_evaluate_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="a policy on fresh seeds: fast path, official, and "
                        "against fixed fees")
-    p.add_argument("policy", type=Path)
+    p.add_argument("policy", type=Path, help="a dynamic_fee policy.json (as `train` writes)")
     p.add_argument("--profile", choices=("corrected", "reference"), default=None,
                    help="default: the policy's training profile")
-    p.add_argument("--simulations", type=_positive_int("--simulations"), default=100)
+    p.add_argument("--simulations", type=_positive_int("--simulations"), default=100,
+                   help="seeds to evaluate on (default 100)")
     p.add_argument("--seed-start", type=_seed, default=None,
                    help="default: the first seed past every range the policy's training used "
                         "(policy.json 'seeds')")
