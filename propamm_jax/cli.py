@@ -561,7 +561,7 @@ def _add_evaluate_parser(sub) -> None:
     p.add_argument("--profile", choices=("corrected", "reference"), default=None,
                    help="default: the policy's training profile")
     p.add_argument("--simulations", type=_positive_int("--simulations"), default=100,
-                   help="seeds to evaluate on (default 100)")
+                   help="seeds to evaluate on")
     p.add_argument("--seed-start", type=_seed, default=None,
                    help="default: the first seed past every range the policy's training used "
                         "(policy.json 'seeds')")
