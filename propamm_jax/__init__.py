@@ -23,6 +23,8 @@ _EXPORTS = {
     "TrainConfig": "propamm_jax.training.train",
     "evaluate": "propamm_jax.training.evaluate",
     "export": "propamm_jax.training.export",
+    "compare": "propamm_jax.comparison",
+    "Comparison": "propamm_jax.comparison",
     "make_tape": "propamm_jax.tape",
     "Tape": "propamm_jax.tape",
 }

@@ -159,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(p)
     _add_profile(p, "reference")
     p.add_argument("--output", type=Path, default=None,
-                   help="also write the results (.json: the golden schema); default: none")
+                   help="write the results: .json (golden schema, every field) or .csv/.parquet "
+                        "(one row per simulation and strategy); checked before scoring")
     p.add_argument("--trace-seeds", type=_seed, nargs="*", default=[],
                    help="also record per-step traces (first 300 steps) for these seeds")
     p.add_argument("--sim-timeout", type=_positive_int("--sim-timeout"), default=300,
@@ -179,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float64", choices=["float64", "float32"],
                    help="floating-point precision of the fast path (float32 for GPUs)")
     p.add_argument("--output", type=Path, default=None,
-                   help="also write the results (.json: the golden schema); default: none")
+                   help="write the results: .json (golden schema, every field) or .csv/.parquet "
+                        "(one row per simulation and pool); checked before simulating")
     _add_no_progress(p)
     p.set_defaults(run=cmd_simulate)
 
@@ -245,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_validate_parser(sub)
     _add_training_parsers(sub)
+    _add_compare_parser(sub)
 
     p = sub.add_parser("demo", help="build the starter strategies and score them in both "
                        "profiles (reference, then corrected)")
@@ -269,7 +272,8 @@ def _add_robustness_options(p: argparse.ArgumentParser) -> None:
                    help="append each finished simulation here (default: one file per run "
                         "under the cache)")
     p.add_argument("--resume", action="store_true",
-                   help="read back the journal's finished simulations and score only the rest")
+                   help="read back the journal's finished simulations and score only the rest "
+                        "(also with more --simulations of the same seed sequence)")
     p.add_argument("--no-journal", action="store_true", help="do not keep a results journal")
 
 
@@ -349,6 +353,10 @@ def _print_rejections(result) -> None:
 
 
 def cmd_score(args) -> int:
+    if args.output is not None:
+        from propamm_jax.frames import check_output
+
+        check_output(args.output)
     result = _score_and_print(args.files, args, args.profile, args.output, args.trace_seeds,
                               args.sim_timeout)
     return 1 if result.failures or result.rejected else 0
@@ -379,6 +387,10 @@ def cmd_simulate(args) -> int:
 
     if not args.pool:
         raise PropammError("no pool given: pass --pool cpamm:30 (repeatable)")
+    if args.output is not None:
+        from propamm_jax.frames import check_output
+
+        check_output(args.output)
     _configure_jax()
     config = _config(args)
     seeds = seed_list(args.simulations, args.seed_start, args.seed_stride)
@@ -437,6 +449,33 @@ def cmd_sweep(args) -> int:
     print(f"\n{len(frame)} simulations in {elapsed:.1f} s ({args.profile} profile)")
     if args.output is not None:
         write_frame(frame, args.output)
+        print(f"table written to {args.output}")
+    return 0
+
+
+def _add_compare_parser(sub) -> None:
+    p = sub.add_parser("compare", help="two results files on the same seeds: paired "
+                       "differences and ranking changes")
+    p.add_argument("a", type=Path, help="results file A (.json, golden schema)")
+    p.add_argument("b", type=Path, help="results file B, same seeds, profile and config")
+    p.add_argument("-o", "--output", type=Path, default=None,
+                   help="also write the table (.json/.csv/.parquet)")
+    p.set_defaults(run=cmd_compare)
+
+
+def cmd_compare(args) -> int:
+    """One row per strategy position: mean A, mean B, B - A with its standard error and
+    95% interval (paired by seed); then whether the ranking changed."""
+    from propamm_jax.comparison import compare
+    from propamm_jax.frames import check_output, write_frame
+
+    if args.output is not None:
+        check_output(args.output)
+    result = compare(args.a, args.b)
+    print(f"{result.seeds} seeds, paired  |  A: {args.a}  |  B: {args.b}")
+    print("\n".join(result.lines()))
+    if args.output is not None:
+        write_frame(result.frame, args.output)
         print(f"table written to {args.output}")
     return 0
 
@@ -569,7 +608,9 @@ def _add_training_parsers(sub) -> None:
     p.add_argument("--fee-max-bps", type=_number("--fee-max-bps"), default=300.0,
                    help="highest fee the policy charges")
     p.add_argument("--out", type=Path, required=True, help="run directory (log, checkpoint, policy)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out (same options; a larger --generations "
+                        "extends a finished run)")
     _add_no_progress(p)
     p.set_defaults(run=cmd_train)
 
@@ -579,22 +620,7 @@ def _add_training_parsers(sub) -> None:
     p.add_argument("--name", default=None, help="strategy name (default: the file stem)")
     p.set_defaults(run=cmd_export)
 
-    p = sub.add_parser("evaluate", help="a policy on held-out seeds: fast path and official "
-                       "(profile: corrected)")
-    p.add_argument("policy", type=Path, help="a policy.json written by `propamm train`")
-    _add_profile(p, "corrected")
-    p.add_argument("--simulations", type=_positive_int("--simulations"), default=100,
-                   help="number of simulations (one seed each)")
-    p.add_argument("--seed-start", type=_seed, default=0, help="first seed (u64)")
-    p.add_argument("--opponent", action="append", default=[],
-                   help="fixed pool (cpamm:30) or compiled strategy (.rs/.so; scored officially)")
-    p.add_argument("--steps", type=_positive_int("--steps"), default=10_000,
-                   help="steps per simulation")
-    p.add_argument("--epoch-len", type=_positive_int("--epoch-len"), default=1_000,
-                   help="steps between capital rebalances")
-    p.add_argument("--fast-only", action="store_true", help="skip official scoring")
-    _add_workers(p)
-    p.set_defaults(run=cmd_evaluate)
+    _add_evaluate_parser(sub)
 
 
 def cmd_train(args) -> int:
@@ -646,19 +672,91 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _add_evaluate_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="a policy on fresh seeds: fast path, official, and "
+                       "against fixed fees")
+    p.add_argument("policy", type=Path, help="a dynamic_fee policy.json (as `train` writes)")
+    p.add_argument("--profile", choices=("corrected", "reference"), default=None,
+                   help="default: the policy's training profile")
+    p.add_argument("--simulations", type=_positive_int("--simulations"), default=100,
+                   help="seeds to evaluate on")
+    p.add_argument("--seed-start", type=_seed, default=None,
+                   help="default: the first seed past every range the policy's training used "
+                        "(policy.json 'seeds')")
+    p.add_argument("--opponent", action="append", default=None,
+                   help="fixed pool (cpamm:30) or compiled strategy (.rs/.so; scored "
+                        "officially), repeatable; default: the policy's training opponents")
+    p.add_argument("--normalizer-only", action="store_true",
+                   help="no opponents but the normalizer, whatever the policy trained against")
+    p.add_argument("--steps", type=_positive_int("--steps"), default=None,
+                   help="default: the policy's training config")
+    p.add_argument("--epoch-len", type=_positive_int("--epoch-len"), default=None,
+                   help="default: the policy's training config")
+    p.add_argument("--fast-only", action="store_true", help="skip official scoring")
+    p.add_argument("--vs-fixed", metavar="RANGE", default=None,
+                   help="also the fixed fees in this range of bps on the same seeds, e.g. "
+                        "5:100:5 or 30,60 (the best officially scored)")
+    p.add_argument("--official-within", type=float, default=5.0,
+                   help="with --vs-fixed: score officially the fees whose fast-path mean is "
+                        "within this %% of the best")
+    p.add_argument("--output", type=Path, default=None,
+                   help="the policy's run: .json (golden schema; official unless --fast-only) "
+                        "or .csv/.parquet (one row per simulation and strategy)")
+    _add_workers(p)
+    _add_no_progress(p)
+    p.set_defaults(run=cmd_evaluate)
+
+
+def _fee_list(text: str | None) -> list[int]:
+    """--vs-fixed's fees: whole bps in 0..9999."""
+    from propamm_jax.sweeps import parse_range
+
+    if text is None:
+        return []
+    fees = parse_range(text, "--vs-fixed")
+    bad = [f for f in fees if f != int(f) or not 0 <= f < 10_000]
+    if bad:
+        raise PropammError(f"--vs-fixed {text!r}: fee {bad[0]:g} is not a whole number of bps "
+                           "in 0..9999")
+    return [int(f) for f in fees]
+
+
 def cmd_evaluate(args) -> int:
-    from propamm_jax.scoring import seed_list
-    from propamm_jax.training.evaluate import evaluate
-
-    _configure_jax()
     from propamm_jax.config import SimConfig
+    from propamm_jax.scoring import seed_list
+    from propamm_jax.training.evaluate import evaluate, plan, policy_setting
 
-    config = SimConfig(steps=args.steps, epoch_len=args.epoch_len)
-    seeds = seed_list(args.simulations, args.seed_start)
-    print(f"{_profile_banner(args.profile, args)}  |  {len(seeds)} held-out seeds from {seeds[0]}  |  "
-          f"opponents: {', '.join(args.opponent) or 'normalizer only'}", flush=True)
-    ev = evaluate(args.policy, seeds, args.profile, config, tuple(args.opponent),
-                  official=not args.fast_only, workers=args.workers)
+    if args.output is not None:
+        from propamm_jax.frames import check_output
+
+        check_output(args.output)
+    fees = _fee_list(args.vs_fixed)
+    if args.normalizer_only and args.opponent:
+        raise PropammError("--normalizer-only and --opponent contradict each other")
+    trained = policy_setting(args.policy).config or SimConfig()
+    config = SimConfig(steps=args.steps or trained.steps,
+                       epoch_len=args.epoch_len or trained.epoch_len)
+    seeds = None if args.seed_start is None else seed_list(args.simulations, args.seed_start)
+    p = plan(args.policy, seeds, args.profile, config,
+             () if args.normalizer_only else args.opponent, args.simulations)
+    for line in p.warnings:
+        print(line, file=sys.stderr)
+    print(f"profile: {p.profile}  |  {len(p.seeds)} seeds {p.seeds[0]}..{p.seeds[-1]}  |  "
+          f"{config.steps} steps, epoch {config.epoch_len}  |  opponents: "
+          f"{', '.join(p.opponents) or 'normalizer only'}", flush=True)
+    _configure_jax()
+    ev = evaluate(args.policy, p.seeds, p.profile, p.config, p.opponents,
+                  official=not args.fast_only, workers=args.workers,
+                  progress=False if args.no_progress else None, vs_fixed=fees,
+                  official_within=args.official_within)
+    _print_evaluation(ev)
+    if args.output is not None:
+        ev.results.save(args.output)
+        print(f"results written to {args.output}")
+    return 1 if ev.official_failures else 0
+
+
+def _print_evaluation(ev) -> None:
     if ev.fast_mean is None:
         print("fast path mean edge:  n/a (compiled opponents run only officially)")
     else:
@@ -669,8 +767,9 @@ def cmd_evaluate(args) -> int:
             print(f"official vs fast:     {100 * ev.gap:+.3f}%")
     if ev.official_failures:
         print(f"{ev.official_failures} official simulations failed")
-        return 1
-    return 0
+    if ev.fixed is not None:
+        print()
+        print("\n".join(ev.fixed.lines()))
 
 
 _TABLES = (".json", ".csv", ".parquet")
@@ -700,7 +799,14 @@ def check_outputs(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:  # SIGTERM ends a run as Ctrl-C does: what is finished is kept and said
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
     try:
         args = parser.parse_args(argv)
         if not getattr(args, "run", None):
@@ -711,9 +817,31 @@ def main(argv: list[str] | None = None) -> int:
     except PropammError as exc:
         print(f"propamm: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("propamm: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        _print_interrupted(exc, argv)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _print_interrupted(exc: KeyboardInterrupt, argv: list[str]) -> None:
+    """What an interrupted run kept, and the exact command that continues it."""
+    import shlex
+
+    from propamm_jax.errors import Interrupted
+
+    if not isinstance(exc, Interrupted):
+        print("propamm: interrupted", file=sys.stderr)
+        return
+    print(f"propamm: interrupted: {exc.kept}", file=sys.stderr)
+    if exc.resumable:
+        command = ["propamm", *argv] + ([] if "--resume" in argv else ["--resume"])
+        print(f"propamm: resume with: {shlex.join(command)}", file=sys.stderr)
 
 
 def entry() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +22,29 @@ FORMATS = (".json", ".csv", ".parquet")
 
 
 def check_format(path: Path) -> str:
-    suffix = path.suffix.lower()
+    suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
         raise PropammError(f"{path}: unknown table format {suffix or '(none)'!r}: "
                            "use .json, .csv or .parquet")
+    return suffix
+
+
+def check_output(path: str | Path) -> str:
+    """The format of an output file, checked before a command does any work (a run must not
+    end in an error about its output): a known extension, an existing parent folder, and
+    permission to write. Returns the extension; one-line errors name the path."""
+    path = Path(path)
+    suffix = check_format(path)
+    parent = path.parent
+    if path.is_dir():
+        raise PropammError(f"{path}: is a folder, not a file")
+    if not parent.is_dir():
+        raise PropammError(f"{path}: folder {parent} does not exist")
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise PropammError(f"{path}: not writable (permission denied)")
+    elif not os.access(parent, os.W_OK | os.X_OK):
+        raise PropammError(f"{path}: cannot create a file in {parent} (permission denied)")
     return suffix
 
 

@@ -3,8 +3,10 @@
 A run killed at any point (SIGKILL included: each line is flushed to the kernel before the
 next simulation is accepted) loses at most the simulations in flight. `score --resume` reads
 the journal back, skips what it holds and scores the rest. The first line identifies the run
-(profile, config, strategy labels and the SHA-256 of each compiled library, seeds, traces):
-a journal of another run is refused rather than mixed in. Floats go through Python's `json`,
+(profile, config, strategy labels and the SHA-256 of each compiled library, first seed,
+traces): a journal of another run is refused rather than mixed in. The number of simulations
+is not part of the identity, so a finished run grows: `--resume` with more simulations of the
+same seed sequence reuses what the journal holds. Floats go through Python's `json`,
 whose shortest round-trip form gives back the same f64 bits, so a resumed run's results are
 identical to an uninterrupted one.
 """
@@ -34,13 +36,14 @@ def run_identity(profile: str, config_json: dict, labels: Iterable[str],
                  libraries: Iterable[str], seeds: list[int], trace_seeds: Iterable[int],
                  trace_steps: int) -> dict:
     """What makes two runs the same run: resuming is only allowed between equal identities."""
-    seed_hash = hashlib.sha256(",".join(map(str, seeds)).encode()).hexdigest()
     return {
         "profile": profile,
         "config": config_json,
         "strategies": list(labels),
         "libraries_sha256": [_sha256(p) for p in libraries],
-        "seeds": {"count": len(seeds), "sha256": seed_hash},
+        # Not the whole seed list: a run grows by scoring more seeds of the same sequence
+        # (`usable` checks the journal's seeds against the new list, index by index).
+        "seeds": {"first": int(seeds[0])},
         "trace_seeds": sorted(int(s) for s in trace_seeds),
         "trace_steps": int(trace_steps),
     }
@@ -100,6 +103,18 @@ def read(path: Path, identity: dict) -> list[Entry]:
         with open(path, "r+b") as f:
             f.truncate(good_bytes)
     return entries
+
+
+def usable(path: Path, entries: list[Entry], seeds: list[int]) -> list[Entry]:
+    """The entries a run on `seeds` reuses: those within its length. A journal's seeds must
+    be a prefix of the run's seeds or the other way round (more or fewer simulations of the
+    same sequence); any other seed at a shared index means another run, refused."""
+    for entry in entries:
+        if 0 <= entry.index < len(seeds) and seeds[entry.index] != entry.seed:
+            raise PropammError(f"{path}: journal of another run (its simulation {entry.index} "
+                               f"is seed {entry.seed}, this run's is {seeds[entry.index]}); "
+                               "not resuming it: delete it or pass another --journal")
+    return [e for e in entries if 0 <= e.index < len(seeds)]
 
 
 def _first_difference(old: dict, new: dict) -> str:

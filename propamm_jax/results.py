@@ -41,11 +41,18 @@ class Results:
         return data
 
     def save(self, path: str | Path) -> Path:
-        """Writes JSON (the golden schema); the extension must be `.json`."""
+        """Writes the results by extension: `.json` in the golden schema (every field, exact
+        floats), `.csv` or `.parquet` as the tidy table of `frame()` (what `propamm frame`
+        writes)."""
+        from propamm_jax.frames import check_format, write_frame
+
         path = Path(path)
-        if path.suffix != ".json":
-            raise PropammError(f"{path}: results are written as .json")
-        path.write_text(json.dumps(self.to_json()) + "\n")
+        if check_format(path) != ".json":
+            return write_frame(self.frame(), path)
+        try:
+            path.write_text(json.dumps(self.to_json()) + "\n")
+        except OSError as exc:
+            raise PropammError(f"{path}: cannot write ({exc.strerror or exc})") from None
         return path
 
     @classmethod

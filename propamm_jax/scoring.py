@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from propamm_jax.config import MAX_STRATEGIES, SimConfig, check_profile
-from propamm_jax.errors import PropammError
+from propamm_jax.errors import Interrupted, PropammError
 from propamm_jax.results import Results, aggregate_table, sim_record, trace_record
 from propamm_jax.sandbox import Limits, classify_death, confine, cpu_budget, worker_env
 from propamm_jax.tape import parse_seed
@@ -419,11 +419,10 @@ def score(strategies: Sequence[str | os.PathLike], *, config: SimConfig | None =
                                    prepared.libraries, seed_values, traced, trace_steps)
         path = jr.default_path(identity) if str(journal) == "auto" else Path(journal)
         if resume:
-            for entry in jr.read(path, identity):
-                if 0 <= entry.index < len(seed_values) and seed_values[entry.index] == entry.seed:
-                    records[entry.index] = entry.record
-                    if entry.trace is not None:
-                        traces[entry.index] = entry.trace
+            for entry in jr.usable(path, jr.read(path, identity), seed_values):
+                records[entry.index] = entry.record
+                if entry.trace is not None:
+                    traces[entry.index] = entry.trace
         writer = jr.Writer(path, identity, fresh=not resume)
     elif resume:
         raise PropammError("--resume needs a journal (pass --journal PATH or journal='auto')")
@@ -444,6 +443,10 @@ def score(strategies: Sequence[str | os.PathLike], *, config: SimConfig | None =
         if todo:
             failures = run_simulations(request, [seed_values[i] for i in todo], workers, keep,
                                        bar.update if bar is not None else None)
+    except KeyboardInterrupt:
+        where = f"in the journal {writer.path}" if writer is not None else "nowhere (no journal)"
+        raise Interrupted(f"{len(records)} of {len(seed_values)} simulations finished, kept "
+                          f"{where}", writer is not None) from None
     finally:
         if bar is not None:
             bar.close()

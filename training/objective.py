@@ -132,7 +132,7 @@ def official_values(setting: Setting, population, seeds: Sequence[int]) -> np.nd
         for m in range(members):
             params = jax.tree_util.tree_map(lambda a: float(np.asarray(a)[m]), population)
             rs = Path(tmp) / f"member_{m}.rs"
-            rs.write_text(render(setting.pool, params, f"member_{m}"))
+            rs.write_text(render(setting.pool, params._asdict(), f"member_{m}"))
             result = score([str(rs)] + others, config=setting.config, seeds=seeds,
                            profile=setting.profile, progress=False)
             if result.rejected:

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from propamm_jax.config import SimConfig, check_profile
-from propamm_jax.errors import PropammError
+from propamm_jax.errors import Interrupted, PropammError
 from propamm_jax.pools.dynamic_fee import PARAM_NAMES, DFParams, DynamicFee, save_policy
 
 from propamm_jax.training.objective import (OBJECTIVES, Setting, population_values,
@@ -206,11 +206,15 @@ def load_checkpoint(out: Path, cfg: TrainConfig):
     except Exception as exc:  # noqa: BLE001 - any unreadable file is a corrupt checkpoint
         raise PropammError(f"{path}: corrupted checkpoint ({type(exc).__name__}: "
                            f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'})") from None
-    if saved != cfg.to_json():
-        diff = sorted(k for k in set(saved) | set(cfg.to_json())
-                      if saved.get(k) != cfg.to_json().get(k))
+    # The number of generations is not part of the run: a resumed run may go further.
+    diff = sorted(k for k in set(saved) | set(cfg.to_json())
+                  if k != "generations" and saved.get(k) != cfg.to_json().get(k))
+    if diff:
         raise PropammError(f"{path}: checkpoint is from a different run (differs in "
                            f"{', '.join(diff)}); use the same options or a new --out")
+    if generation > cfg.generations:
+        raise PropammError(f"{path}: the run has done {generation} generations already; "
+                           f"--generations {cfg.generations} cannot shorten it")
     for i, (a, b) in enumerate(zip(arrays, leaves)):
         if a.shape != np.shape(b):
             raise PropammError(f"{path}: corrupted checkpoint (leaf {i} has shape {a.shape}, "
@@ -235,7 +239,6 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
     """Runs (or resumes) a training run into directory `out`; returns the policy dict
     written to `out/policy.json`."""
     import jax
-    import jax.numpy as jnp
 
     if not jax.config.jax_enable_x64:
         raise PropammError("training needs 64-bit JAX: call "
@@ -264,47 +267,82 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
         es, es_params = _strategy(cfg)
     opt = _adam(cfg) if cfg.algorithm == "adam" else None
     bar = _bar(cfg.generations, start, progress)
-    for gen in range(start, cfg.generations):
-        t0 = time.perf_counter()
-        seeds = cfg.train_seeds(gen)
-        k_ask, k_tell = jax.random.split(jax.random.fold_in(key, gen))
-        if es is not None:
-            pop, state = es.ask(k_ask, state, es_params)
-            values = population_values(setting, _params(pop), seeds).mean(axis=1)
-            state, _ = es.tell(k_tell, pop, jnp.asarray(-values), state, es_params)
-            gen_best, gen_mean = float(values.max()), float(values.mean())
-        else:
-            value, grad = smoothed_value_and_grad(setting, seeds, cfg.smooth,
-                                                  _params_jax(state["x"]))
-            grad = jnp.stack([getattr(grad, k) for k in TRAINED])
-            updates, opt_state = opt.update(grad, state["opt"], state["x"])
-            import optax
-
-            state = {"x": optax.apply_updates(state["x"], updates), "opt": opt_state}
-            gen_best = gen_mean = float(-value)
-        record = {"generation": gen, "best": gen_best, "mean": gen_mean,
-                  "mean_params": dict(zip(TRAINED, _mean_of(cfg, state).tolist())),
-                  "seeds": [seeds[0], seeds[-1]]}
-        last = gen == cfg.generations - 1
-        if (gen + 1) % cfg.eval_every == 0 or last:
-            vec = _mean_of(cfg, state)
-            record["heldout"] = heldout_value(setting, vec, heldout)
-            if best["heldout"] is None or record["heldout"] > best["heldout"]:
-                best = {"heldout": record["heldout"], "params": vec.tolist(), "generation": gen}
-        record["seconds"] = round(time.perf_counter() - t0, 3)
-        with open(out / LOG, "a") as fh:
-            fh.write(json.dumps(record) + "\n")
-        save_checkpoint(out, cfg, state, gen + 1, best)
+    done = start
+    try:
+        for gen in range(start, cfg.generations):
+            state, best, record = _generation(cfg, setting, gen, state, best, key, es,
+                                              es_params, opt, heldout, out)
+            done = gen + 1
+            _report(bar, progress, echo, record, best)
+    except KeyboardInterrupt:
+        raise _interrupted(cfg, out, done, best) from None
+    finally:
         if bar is not None:
-            bar.set_postfix_str(f"best {gen_best:.1f} mean {gen_mean:.1f} held-out "
-                                f"{best['heldout'] if best['heldout'] is None else round(best['heldout'], 1)}")
-            bar.update(1)
-        elif progress is not False:
-            echo(f"gen {gen}: best {gen_best:.1f} mean {gen_mean:.1f}"
-                 + (f" held-out {record['heldout']:.1f}" if "heldout" in record else ""))
-    if bar is not None:
-        bar.close()
+            bar.close()
     return write_policy(out / "policy.json", cfg, best)
+
+
+def _interrupted(cfg: TrainConfig, out: Path, done: int, best: dict) -> Interrupted:
+    """After Ctrl-C: the checkpoint holds every finished generation; policy.json gets the best
+    parameters so far (none before the first generation finished)."""
+    if done == 0:
+        return Interrupted("no generation finished: nothing kept", False)
+    write_policy(out / "policy.json", cfg, best)
+    held = "n/a" if best["heldout"] is None else f"{best['heldout']:.2f}"
+    return Interrupted(f"{done} of {cfg.generations} generations kept in {out / CHECKPOINT}; "
+                       f"{out / 'policy.json'} holds the best so far (held-out mean {held}, "
+                       f"generation {best['generation']})", True)
+
+
+def _generation(cfg: TrainConfig, setting: Setting, gen: int, state, best: dict, key, es,
+                es_params, opt, heldout: list[int], out: Path):
+    """One generation: ask/tell (or one Adam step), the held-out check when due, a log line
+    and a checkpoint. Returns (state, best, the log record)."""
+    import jax
+    import jax.numpy as jnp
+
+    t0 = time.perf_counter()
+    seeds = cfg.train_seeds(gen)
+    k_ask, k_tell = jax.random.split(jax.random.fold_in(key, gen))
+    if es is not None:
+        pop, state = es.ask(k_ask, state, es_params)
+        values = population_values(setting, _params(pop), seeds).mean(axis=1)
+        state, _ = es.tell(k_tell, pop, jnp.asarray(-values), state, es_params)
+        gen_best, gen_mean = float(values.max()), float(values.mean())
+    else:
+        value, grad = smoothed_value_and_grad(setting, seeds, cfg.smooth,
+                                              _params_jax(state["x"]))
+        grad = jnp.stack([getattr(grad, k) for k in TRAINED])
+        updates, opt_state = opt.update(grad, state["opt"], state["x"])
+        import optax
+
+        state = {"x": optax.apply_updates(state["x"], updates), "opt": opt_state}
+        gen_best = gen_mean = float(-value)
+    record = {"generation": gen, "best": gen_best, "mean": gen_mean,
+              "mean_params": dict(zip(TRAINED, _mean_of(cfg, state).tolist())),
+              "seeds": [seeds[0], seeds[-1]]}
+    last = gen == cfg.generations - 1
+    if (gen + 1) % cfg.eval_every == 0 or last:
+        vec = _mean_of(cfg, state)
+        record["heldout"] = heldout_value(setting, vec, heldout)
+        if best["heldout"] is None or record["heldout"] > best["heldout"]:
+            best = {"heldout": record["heldout"], "params": vec.tolist(), "generation": gen}
+    record["seconds"] = round(time.perf_counter() - t0, 3)
+    with open(out / LOG, "a") as fh:
+        fh.write(json.dumps(record) + "\n")
+    save_checkpoint(out, cfg, state, gen + 1, best)
+    return state, best, record
+
+
+def _report(bar, progress: bool | None, echo, record: dict, best: dict) -> None:
+    gen = record["generation"]
+    if bar is not None:
+        bar.set_postfix_str(f"best {record['best']:.1f} mean {record['mean']:.1f} held-out "
+                            f"{best['heldout'] if best['heldout'] is None else round(best['heldout'], 1)}")
+        bar.update(1)
+    elif progress is not False:
+        echo(f"gen {gen}: best {record['best']:.1f} mean {record['mean']:.1f}"
+             + (f" held-out {record['heldout']:.1f}" if "heldout" in record else ""))
 
 
 def _params_jax(v) -> DFParams:

@@ -171,7 +171,15 @@ def _blend(active, new: DFState, old: DFState) -> DFState:
 
 
 def load_policy(path: str | Path) -> tuple[DynamicFee, DFParams]:
-    """Reads a `policy.json` of this family; every problem is one line naming the file."""
+    """Reads a `policy.json` of this family as JAX parameters (f32 unless 64-bit JAX is on:
+    `export` uses `read_policy` instead, which never rounds)."""
+    pool, values = read_policy(path)
+    return pool, pool.params(**values)
+
+
+def read_policy(path: str | Path) -> tuple[DynamicFee, dict[str, float]]:
+    """A `policy.json` of this family: the pool and its parameters as the exact Python floats
+    (f64) the file holds; every problem is one line naming the file."""
     path = Path(path)
     data = read_json(path)
     if not isinstance(data, dict):
@@ -200,7 +208,7 @@ def load_policy(path: str | Path) -> tuple[DynamicFee, DFParams]:
                       int(data.get("epoch_len", 1000)))
     if not 0.0 <= pool.fee_min_bps < pool.fee_max_bps < 10_000.0:
         raise PropammError(f"{path}: need 0 <= fee_min_bps < fee_max_bps < 10000")
-    return pool, pool.params(**{k: params[k] for k in PARAM_NAMES})
+    return pool, {k: float(params[k]) for k in PARAM_NAMES}
 
 
 def save_policy(path: str | Path, pool: DynamicFee, params: DFParams, **extra) -> Path:
