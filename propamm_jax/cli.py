@@ -353,10 +353,6 @@ def _print_rejections(result) -> None:
 
 
 def cmd_score(args) -> int:
-    if args.output is not None:
-        from propamm_jax.frames import check_output
-
-        check_output(args.output)
     result = _score_and_print(args.files, args, args.profile, args.output, args.trace_seeds,
                               args.sim_timeout)
     return 1 if result.failures or result.rejected else 0
@@ -387,10 +383,6 @@ def cmd_simulate(args) -> int:
 
     if not args.pool:
         raise PropammError("no pool given: pass --pool cpamm:30 (repeatable)")
-    if args.output is not None:
-        from propamm_jax.frames import check_output
-
-        check_output(args.output)
     _configure_jax()
     config = _config(args)
     seeds = seed_list(args.simulations, args.seed_start, args.seed_stride)
@@ -467,10 +459,8 @@ def cmd_compare(args) -> int:
     """One row per strategy position: mean A, mean B, B - A with its standard error and
     95% interval (paired by seed); then whether the ranking changed."""
     from propamm_jax.comparison import compare
-    from propamm_jax.frames import check_output, write_frame
+    from propamm_jax.frames import write_frame
 
-    if args.output is not None:
-        check_output(args.output)
     result = compare(args.a, args.b)
     print(f"{result.seeds} seeds, paired  |  A: {args.a}  |  B: {args.b}")
     print("\n".join(result.lines()))
@@ -726,10 +716,6 @@ def cmd_evaluate(args) -> int:
     from propamm_jax.scoring import seed_list
     from propamm_jax.training.evaluate import evaluate, plan, policy_setting
 
-    if args.output is not None:
-        from propamm_jax.frames import check_output
-
-        check_output(args.output)
     fees = _fee_list(args.vs_fixed)
     if args.normalizer_only and args.opponent:
         raise PropammError("--normalizer-only and --opponent contradict each other")
@@ -776,8 +762,10 @@ _TABLES = (".json", ".csv", ".parquet")
 # Where each command writes, checked before it starts any work, so that a typo in a path costs
 # one line and not a whole run: command -> ((attribute, option, extensions, is a directory),).
 OUTPUTS = {
-    "score": (("output", "--output", (".json",), False), ("journal", "--journal", (), False)),
-    "simulate": (("output", "--output", (".json",), False),),
+    "score": (("output", "--output", _TABLES, False), ("journal", "--journal", (), False)),
+    "simulate": (("output", "--output", _TABLES, False),),
+    "evaluate": (("output", "--output", _TABLES, False),),
+    "compare": (("output", "--output", _TABLES, False),),
     "sweep": (("output", "--output", _TABLES, False),),
     "frame": (("output", "--output", _TABLES, False),),
     "report": (("output", "--output", (".html", ".htm"), False),),

@@ -29,23 +29,13 @@ def check_format(path: Path) -> str:
     return suffix
 
 
-def check_output(path: str | Path) -> str:
-    """The format of an output file, checked before a command does any work (a run must not
-    end in an error about its output): a known extension, an existing parent folder, and
-    permission to write. Returns the extension; one-line errors name the path."""
-    path = Path(path)
-    suffix = check_format(path)
-    parent = path.parent
-    if path.is_dir():
-        raise PropammError(f"{path}: is a folder, not a file")
-    if not parent.is_dir():
-        raise PropammError(f"{path}: folder {parent} does not exist")
-    if path.exists():
-        if not os.access(path, os.W_OK):
-            raise PropammError(f"{path}: not writable (permission denied)")
-    elif not os.access(parent, os.W_OK | os.X_OK):
-        raise PropammError(f"{path}: cannot create a file in {parent} (permission denied)")
-    return suffix
+def check_output(path: str | Path, option: str = "--output") -> str:
+    """The format of a table output, checked before any work starts (see
+    `errors.check_output`); returns the extension."""
+    from propamm_jax.errors import check_output as check_path
+
+    check_path(path, FORMATS, option)
+    return Path(path).suffix.lower()
 
 
 def write_frame(frame, path: str | Path) -> Path:

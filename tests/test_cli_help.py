@@ -47,12 +47,19 @@ def test_every_option_has_help_and_shows_its_default(command):
                 f"{command} {name}: default {action.default!r} not in --help"
 
 
-@pytest.mark.parametrize("command", ["score", "submit", "simulate", "sweep", "train", "evaluate"])
+@pytest.mark.parametrize("command", ["score", "submit", "simulate", "sweep", "train"])
 def test_profile_default_is_named_in_both_helps(command):
     p = _subparsers()[command]
     (profile,) = [a for a in p._actions if "--profile" in a.option_strings]
     assert f"this command's default: {profile.default}," in " ".join(p.format_help().split())
     assert f"(profile: {profile.default})" in " ".join(build_parser().format_help().split())
+
+
+def test_evaluate_profile_defaults_to_the_policys():
+    p = _subparsers()["evaluate"]
+    (profile,) = [a for a in p._actions if "--profile" in a.option_strings]
+    assert profile.default is None
+    assert "the policy's training profile" in " ".join(p.format_help().split())
 
 
 def test_version(capsys):

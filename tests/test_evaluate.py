@@ -103,8 +103,8 @@ def test_vs_fixed_scores_officially_only_the_contenders(x64):
 def test_bad_evaluate_options_are_one_line_before_any_work(tmp_path, capsys):
     policy = _policy(tmp_path / "p.json")
     cases = [
-        (["--output", str(tmp_path / "nope" / "x.json")], "folder"),
-        (["--output", str(tmp_path / "x.txt")], "unknown table format '.txt'"),
+        (["--output", str(tmp_path / "nope" / "x.json")], "does not exist"),
+        (["--output", str(tmp_path / "x.txt")], "unknown extension '.txt'"),
         (["--vs-fixed", "2.5"], "not a whole number of bps"),
         (["--vs-fixed", "a:b"], "--vs-fixed 'a:b'"),
         (["--normalizer-only", "--opponent", "cpamm:30"], "contradict"),

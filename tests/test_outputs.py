@@ -23,10 +23,10 @@ SIMULATE = ["simulate", "--pool", "cpamm:30", "--pool", "cpamm:60", "--simulatio
 
 def test_check_output_refuses_with_one_line(tmp_path):
     (tmp_path / "dir.json").mkdir()
-    for path, message in [(tmp_path / "x.txt", "unknown table format '.txt'"),
-                          (tmp_path / "x", r"unknown table format '\(none\)'"),
+    for path, message in [(tmp_path / "x.txt", "unknown extension '.txt'"),
+                          (tmp_path / "x", r"unknown extension '\(none\)'"),
                           (tmp_path / "missing" / "x.json", "does not exist"),
-                          (tmp_path / "dir.json", "is a folder")]:
+                          (tmp_path / "dir.json", "is a directory")]:
         with pytest.raises(PropammError, match=message) as info:
             check_output(path)
         assert str(path) in str(info.value) and "\n" not in str(info.value)
@@ -47,7 +47,7 @@ def test_check_output_refuses_an_unwritable_folder(tmp_path):
 
 @pytest.mark.parametrize("command", [SCORE, SIMULATE])
 @pytest.mark.parametrize("name, message", [("missing/x.json", "does not exist"),
-                                           ("x.txt", "unknown table format")])
+                                           ("x.txt", "unknown extension")])
 def test_bad_output_is_refused_before_any_work(tmp_path, capsys, command, name, message):
     assert main([*command, "--output", str(tmp_path / name)]) == 2
     captured = capsys.readouterr()
