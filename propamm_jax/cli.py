@@ -141,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_leaderboard)
 
     _add_validate_parser(sub)
+    _add_wrap_parser(sub)
+    _add_cache_parser(sub)
     _add_training_parsers(sub)
 
     p = sub.add_parser("demo", help="build the starter strategies and score them in both profiles")
@@ -179,6 +181,52 @@ def _add_validate_parser(sub) -> None:
                    help="time one strategy call may take (ms)")
     p.add_argument("--seed", type=_seed, default=0, help="seed of the generated inputs")
     p.set_defaults(run=cmd_validate)
+
+
+def _add_wrap_parser(sub) -> None:
+    p = sub.add_parser("wrap", help="write the file actually compiled for a safe-form .rs "
+                       "(C exports added): build it with plain rustc")
+    p.add_argument("file", type=Path, help="a strategy in the safe form (NAME, compute_swap, "
+                   "after_swap)")
+    p.add_argument("-o", "--output", type=Path, required=True,
+                   help="where to write the raw-ABI file")
+    p.add_argument("--allow-unsafe-source", action="store_true",
+                   help="relax the source policy (as score's option of that name)")
+    p.set_defaults(run=cmd_wrap)
+
+
+def cmd_wrap(args) -> int:
+    from propamm_jax.native.source import wrap_file
+
+    out = wrap_file(args.file, args.output, args.allow_unsafe_source)
+    print(f"wrote {out}: build it with rustc --edition 2021 --crate-type cdylib -O {out}")
+    return 0
+
+
+def _add_cache_parser(sub) -> None:
+    from propamm_jax.cache import ENV_MAX, KINDS
+
+    p = sub.add_parser("cache", help="show the disk cache's size by kind, or clear it")
+    p.add_argument("action", nargs="?", choices=["show", "clear"], default="show",
+                   help="show sizes, or clear the cache (all of it, or --kind)")
+    p.add_argument("--kind", choices=[*KINDS, "other"], default=None,
+                   help="with clear: only this kind (default: everything)")
+    p.epilog = (f"The cache lives in $PROPAMM_CACHE (default ~/.cache/propamm-jax); "
+                f"${ENV_MAX} caps its size (default 4G; 0: no cap).")
+    p.set_defaults(run=cmd_cache)
+
+
+def cmd_cache(args) -> int:
+    from propamm_jax.cache import clear, format_usage, human, usage
+
+    if args.action == "clear":
+        freed = clear(args.kind)
+        print(f"cleared {args.kind or 'the whole cache'}: {human(freed)} freed")
+        return 0
+    if args.kind is not None:
+        raise PropammError("cache: --kind goes with clear (propamm cache clear --kind K)")
+    print(format_usage(usage()))
+    return 0
 
 
 def cmd_validate(args) -> int:
