@@ -3,10 +3,10 @@ and robust axis limits.
 
 Edges have heavy tails: one simulation at -23 000 Y next to a hundred between 0 and 800
 squeezes a histogram into two bins and flattens a scatter plot into a line. The axes are
-therefore limited to fences at the quartiles -/+ 6 interquartile ranges (beyond 9 standard
-deviations for normal data, so only true outliers are cut) whenever
-some value lies beyond them; the values outside are drawn at the edge of the axis (end bins,
-triangles) and every figure that clips says so in its caption.
+limited to the values within fences at the quartiles -/+ 6 interquartile ranges (beyond 9
+standard deviations for normal data, so only true outliers are cut) whenever some value lies
+beyond them; the values outside are drawn at the edge of the axis (end bins, triangles) and
+every figure that clips says so in its caption.
 """
 
 from __future__ import annotations
@@ -64,8 +64,9 @@ class Limits:
             parts.append(f"{self.below} below (lowest {self.low_value:,.1f})")
         if self.above:
             parts.append(f"{self.above} above (highest {self.high_value:,.1f})")
-        return (f" Axis clipped to [{self.lo:,.1f}, {self.hi:,.1f}] (quartiles \u00b1 "
-                f"{FENCE:g} IQR): {' and '.join(parts)} {what} drawn at its edge.")
+        return (f" Axis clipped to [{self.lo:,.1f}, {self.hi:,.1f}] (the values within the "
+                f"quartiles \u00b1 {FENCE:g} IQR): {' and '.join(parts)} {what} drawn at its "
+                "edge.")
 
 
 def robust_limits(values) -> Limits:
@@ -83,8 +84,9 @@ def robust_limits(values) -> Limits:
     below, above = int((v < f_lo).sum()), int((v > f_hi).sum())
     if not (below or above):
         return _padded(lo, hi)
-    pad = 0.04 * (f_hi - f_lo)
-    return Limits(f_lo - pad, f_hi + pad, below, above,
+    inside = v[(v >= f_lo) & (v <= f_hi)]  # the axis spans every value within the fences
+    padded = _padded(float(inside.min()), float(inside.max()))
+    return Limits(padded.lo, padded.hi, below, above,
                   lo if below else float("nan"), hi if above else float("nan"))
 
 

@@ -2,8 +2,8 @@
 parameter with bands, a heat map for two-parameter grids, and the best grid points.
 
 Each axis is drawn as a marginal: at each of its values, the mean over the seeds and over the
-other axes' values. The dark band is the mean's 95% interval (1.96 standard errors over the
-rows at that value); the light band the 25th to 75th percentile of single simulations.
+other axes' values. The solid band is the mean's 95% interval (1.96 standard errors over the
+rows at that value); the hatched band the 25th to 75th percentile of single simulations.
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ def edge_by_parameter(frame, axes: list[str]) -> Figure:
                 linewidth=1, label="normalizer (mean)")
         best = int(np.argmax(mean))
         ax.annotate(f"best {x[best]:g}: {mean[best]:,.1f}", (x[best], mean[best]),
-                    textcoords="offset points", xytext=(0, 10), ha="center", fontsize=8)
+                    textcoords="offset points", xytext=(0, -18), ha="center", fontsize=8,
+                    bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "0.7"})
         ax.set_xlabel(name)
         ax.set_ylim(limits.lo, limits.hi)
         ax.grid(alpha=0.3)

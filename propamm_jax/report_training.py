@@ -109,7 +109,7 @@ def fitness_figure(log) -> Figure:
         sparse = present.mean() < 0.5 or len(x) <= 30
         label = column
         if present.mean() < 0.5 and len(x) > 1:
-            every = int(np.median(np.diff(x)))
+            every = int(x[1] - x[0])  # the last generation is always evaluated too
             label = f"{column} (every {every} {x_name}s)"
             notes.append(f"{column} is logged every {every} {x_name}s")
         ax.plot(x, limits.clip(y), label=label, linewidth=2 if sparse else 1.4,
