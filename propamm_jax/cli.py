@@ -122,7 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_report)
 
     p = sub.add_parser("submit", help="score .rs strategies officially into a bundle directory")
-    p.add_argument("files", nargs="*", help=".rs sources")
+    p.add_argument("files", nargs="*", help=".rs sources: the submission(s) to rank")
+    p.add_argument("--opponent", action="append", default=[], type=Path, metavar="FILE.rs",
+                   help="a .rs strategy in the same simulations that is not ranked "
+                        "(repeatable); leaderboard compares only bundles with the same field")
     p.add_argument("-o", "--output", type=Path, required=True, help="new bundle directory")
     _add_run_options(p, simulations=20)
     p.add_argument("--profile", default="reference", choices=["reference", "corrected"])
@@ -134,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=cmd_verify)
 
-    p = sub.add_parser("leaderboard", help="rank the bundles under a directory")
+    p = sub.add_parser("leaderboard", help="rank the submissions of the bundles under a "
+                       "directory (same profile, config, seeds and field)")
     p.add_argument("root", type=Path)
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="also write the table (.json/.csv/.parquet)")
@@ -414,8 +418,12 @@ def cmd_submit(args) -> int:
     seeds = seed_list(args.simulations, args.seed_start, args.seed_stride)
     print(f"profile: {args.profile}  |  {len(seeds)} simulations x {config.steps} steps, "
           f"epoch {config.epoch_len}", flush=True)
+    if args.opponent:
+        print(f"submission: {', '.join(Path(f).name for f in args.files)}  |  opponents: "
+              f"{', '.join(o.name for o in args.opponent)}", flush=True)
     sub = submit(args.files, args.output, config=config, seeds=seeds, profile=args.profile,
-                 workers=args.workers, progress=None if not args.no_progress else False)
+                 workers=args.workers, progress=None if not args.no_progress else False,
+                 opponents=args.opponent)
     from propamm_jax.results import Results
 
     print()
