@@ -197,8 +197,8 @@ _EXPORT_NAME = re.compile(r"#\s*\[\s*export_name\b")
 class Form:
     """Which of the two forms a file is written in, and what that form still lacks.
 
-    `kind` is "raw" (it names the C ABI's exports itself), "safe" (it defines at least one
-    of the safe form's three items and no C export) or "none" (neither)."""
+    `kind` is "raw" (it names the C ABI's exports itself), "safe" (it defines the safe
+    form's compute_swap or after_swap and no C export) or "none" (neither)."""
 
     kind: str
     missing: tuple[str, ...] = ()
@@ -206,14 +206,14 @@ class Form:
 
 def detect_form(code: str) -> Form:
     """The form of `code`, judged from what is present: any C export makes it a raw-ABI
-    file (its exports are checked on the compiled library); any of the safe form's items
-    makes it a safe-form file, whose missing items are named."""
+    file (its exports are checked on the compiled library); a `fn compute_swap` or `fn
+    after_swap` makes it a safe-form file, whose missing items are named."""
     clean = strip_comments_and_strings(code)
     if _RAW_ABI.search(clean) or _EXPORT_NAME.search(clean):
         return Form("raw")
     present = [name for name, pattern, _ in SAFE_PARTS if pattern.search(clean)]
-    if not present:
-        return Form("none")
+    if not any(name.startswith("fn ") for name in present):
+        return Form("none")  # `const NAME` alone is common in raw-ABI files too
     return Form("safe", tuple(sig for name, _, sig in SAFE_PARTS if name not in present))
 
 
