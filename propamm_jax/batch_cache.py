@@ -72,6 +72,6 @@ def save(name: str, packed, params: np.ndarray) -> None:
                      key=lambda p: p.stat().st_mtime)
     for old in entries[:-KEEP]:
         shutil.rmtree(old, ignore_errors=True)
-    from propamm_jax.cache import enforce_cap
+    from propamm_jax.cache import note_written
 
-    enforce_cap()
+    note_written(sum(a.nbytes for a in packed) + params.nbytes)

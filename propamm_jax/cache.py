@@ -8,7 +8,8 @@ batch read from the cache is marked as used). Builds, stored programs, XLA's cac
 journals are small or expensive to redo; `propamm cache clear --kind K` removes them.
 
 The cap is `$PROPAMM_CACHE_MAX` (bytes, or with a K/M/G suffix, e.g. `8G`; `0` turns it
-off), default 4 GiB. It is enforced after a run writes new tapes or a new batch.
+off), default 4 GiB. It is enforced when a process first writes tapes or a batch, then after
+every 1/64 of the cap (at most 64 MiB) it writes.
 """
 
 from __future__ import annotations
@@ -171,6 +172,8 @@ def enforce_cap(limit: int | None = -1) -> int:
     if limit is None:
         return 0
     total = sum(b for b, _ in usage().values())
+    if total <= limit:
+        return 0
     freed = 0
     for entry in _evictable():
         if total - freed <= limit:
@@ -178,6 +181,24 @@ def enforce_cap(limit: int | None = -1) -> int:
         _remove(entry.path)
         freed += entry.bytes
     return freed
+
+
+_unchecked = {"bytes": 0, "checked": False}  # written by this process since the last check
+
+
+def note_written(nbytes: int) -> int:
+    """Records `nbytes` just written to the cache and enforces the cap on the first write of
+    the process and then once per 1/64 of the cap written (at most 64 MiB), so that a loop of
+    small writes (training's tapes each generation) does not walk the cache every time; the
+    cache overshoots the cap by at most that much. Returns the bytes evicted."""
+    _unchecked["bytes"] += nbytes
+    limit = max_bytes()
+    if limit is None:
+        return 0
+    if _unchecked["checked"] and _unchecked["bytes"] < min(limit // 64, 64 * 2**20):
+        return 0
+    _unchecked.update(bytes=0, checked=True)
+    return enforce_cap(limit)
 
 
 def touch(path: Path) -> None:

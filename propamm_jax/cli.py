@@ -114,11 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one row per (simulation, strategy, epoch) instead of per simulation")
     p.set_defaults(run=cmd_frame)
 
-    p = sub.add_parser("report", help="a self-contained HTML report of a results file")
-    p.add_argument("results", type=Path)
-    p.add_argument("-o", "--output", type=Path, default=Path("report.html"))
+    p = sub.add_parser("report", help="a self-contained HTML report of a results file, a "
+                       "sweep table or a training log")
+    p.add_argument("results", type=Path, help="results .json (score/simulate), sweep table "
+                   "(sweep -o: .parquet/.csv/.json) or training log (train's log.jsonl)")
+    p.add_argument("-o", "--output", type=Path, default=Path("report.html"),
+                   help="the .html file to write (default: report.html)")
     p.add_argument("--training-log", type=Path, default=None,
-                   help="a training log (generation + fitness columns) to plot")
+                   help="with a results file: also plot this training log's fitness curves")
     p.set_defaults(run=cmd_report)
 
     p = sub.add_parser("submit", help="score .rs strategies officially into a bundle directory")
@@ -139,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("leaderboard", help="rank the submissions of the bundles under a "
                        "directory (same profile, config, seeds and field)")
-    p.add_argument("root", type=Path)
+    p.add_argument("root", type=Path, help="a directory searched (any depth) for bundles")
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="also write the table (.json/.csv/.parquet)")
     p.set_defaults(run=cmd_leaderboard)

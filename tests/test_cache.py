@@ -19,6 +19,9 @@ def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("PROPAMM_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("PROPAMM_NO_TAPE_CACHE", raising=False)
     monkeypatch.delenv("PROPAMM_CACHE_MAX", raising=False)
+    from propamm_jax import cache as module
+
+    monkeypatch.setattr(module, "_unchecked", {"bytes": 0, "checked": False})
     return tmp_path / "cache"
 
 
@@ -75,6 +78,19 @@ def test_cap_evicts_least_recently_used_tapes_and_batches_only(cache):
     assert not old_tape.exists() and not old_batch.exists()
     assert new_tape.exists() and build.exists()
     assert enforce_cap(None) == 0 and enforce_cap(10**9) == 0
+
+
+def test_cap_is_checked_on_the_first_write_then_per_64th_of_the_cap(cache, monkeypatch):
+    from propamm_jax.cache import note_written
+
+    monkeypatch.setenv("PROPAMM_CACHE_MAX", str(64_000))  # checks every 1 000 bytes written
+    _file(cache / "tapes" / "v2" / "300" / "1.bin", 60_000, age=100)
+    assert note_written(10) == 0  # first write: checked, under the cap
+    _file(cache / "tapes" / "v2" / "300" / "2.bin", 10_000)
+    assert note_written(500) == 0  # over the cap now, but not checked again yet
+    assert (cache / "tapes" / "v2" / "300" / "1.bin").exists()
+    assert note_written(500) == 60_000  # 1 000 bytes since the last check: the oldest goes
+    assert not (cache / "tapes" / "v2" / "300" / "1.bin").exists()
 
 
 @pytest.mark.parametrize("text, expected", [("", 4 * 2**30), ("8G", 8 * 2**30),
