@@ -192,7 +192,14 @@ def load_page(path: str | Path, training_log=None) -> Page:
     except (UnicodeDecodeError, ValueError):
         raise PropammError(f"{path}: not JSON, Parquet or CSV; a report reads {KINDS}") from None
     if isinstance(parsed, dict) and "sims" in parsed:
-        return results_page(Results.from_json(parsed, str(path)), training_log)
+        results = Results.from_json(parsed, str(path))
+        if not results.sims:
+            raise PropammError(f"{path}: the results file has no simulations to report")
+        try:
+            return results_page(results, training_log)
+        except (KeyError, TypeError, IndexError, ValueError) as exc:
+            raise PropammError(f"{path}: not a results file in the golden schema "
+                               f"({type(exc).__name__}: {exc})") from None
     if isinstance(parsed, list) and parsed and isinstance(parsed[0], dict) and all(
             c in parsed[0] for c in ("point", "seed", "edge")):
         import pandas as pd

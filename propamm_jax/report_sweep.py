@@ -16,7 +16,7 @@ from propamm_jax.errors import PropammError
 from propamm_jax.report_axes import png, pyplot, robust_limits
 from propamm_jax.report_figures import Figure
 
-REQUIRED = ("point", "seed", "edge")
+REQUIRED = ("point", "seed", "edge", "normalizer_edge", "edge_vs_normalizer")
 METRICS = ("edge", "final_capital_weight", "normalizer_edge", "edge_vs_normalizer")
 
 
@@ -38,6 +38,11 @@ def check_sweep(frame, path) -> list[str]:
     axes = sweep_axes(frame)
     if not axes:
         raise PropammError(f"{path}: a sweep table without a swept parameter column")
+    from pandas.api.types import is_numeric_dtype
+
+    for column in axes + list(REQUIRED):
+        if not is_numeric_dtype(frame[column]):
+            raise PropammError(f"{path}: sweep column {column!r} is not numeric")
     return axes
 
 

@@ -224,9 +224,21 @@ def _unsupported(tmp_path: Path) -> list[tuple[Path, str]]:
     fake.write_bytes(b"\x89\xff\x00not parquet")
     other = tmp_path / "other.json"
     other.write_text('{"engine": "corrected"}')
+    head = '{"engine": "corrected", "config": {"steps": 10, "epoch_len": 5}, "strategies": []'
+    empty = tmp_path / "empty.json"
+    empty.write_text(head + ', "sims": []}')
+    broken = tmp_path / "broken.json"
+    broken.write_text(head + ', "sims": [{"seed": 1}]}')
+    partial = tmp_path / "partial.csv"
+    partial.write_text("point,seed,edge\n0,1,2.0\n")
+    words = tmp_path / "words.csv"
+    words.write_text("point,seed,edge,normalizer_edge,edge_vs_normalizer,fee\n0,1,2,1,1,a\n")
     return [(table, "neither a sweep table"), (junk, "not JSON, Parquet or CSV"),
             (fake, "cannot read as parquet"), (other, "none of a results file"),
-            (tmp_path / "missing.json", "no such file")]
+            (tmp_path / "missing.json", "no such file"), (empty, "no simulations"),
+            (broken, "not a results file in the golden schema"),
+            (partial, "not a sweep table (needs the columns"),
+            (words, "sweep column 'fee' is not numeric")]
 
 
 def test_unsupported_files_are_one_line(tmp_path):
