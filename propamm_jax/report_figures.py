@@ -170,12 +170,17 @@ def trace_figure(trace: dict, names: list[str]) -> Figure:
                              gridspec_kw={"height_ratios": [1.2, 1.4, 1, 1]})
     axes[0].plot(t, fair, color="black", linewidth=1.2)
     axes[0].set_ylabel("fair price (Y per X)")
+    n = len(labels)
     for k, label in enumerate(labels):
-        style = {"color": "black", "linestyle": "--"} if label == "normalizer" else {}
-        axes[1].plot(t, limits.clip(spot_bps[:, k]), linewidth=1, label=label, **style)
-        axes[3].plot(t, amms[:, k, 2], linewidth=1.2, label=label, **style)
+        # Earlier series drawn wider, so that identical series (in the reference profile all
+        # pools can share one spot path) stay visible as nested lines.
+        width = 1.0 + 2.2 * (n - 1 - k) / max(1, n - 1)
+        style = {"color": "black", "linestyle": "--", "linewidth": 1.0} \
+            if label == "normalizer" else {"linewidth": width}
+        axes[1].plot(t, limits.clip(spot_bps[:, k]), label=label, **style)
+        axes[3].plot(t, amms[:, k, 2], label=label, **style)
         if label != "normalizer":
-            axes[2].step(t, amms[:, k, 3], where="post", linewidth=1.4, label=label)
+            axes[2].step(t, amms[:, k, 3], where="post", label=label, **style)
     axes[1].axhline(0.0, color="grey", linewidth=0.8)
     axes[1].set_ylim(limits.lo, limits.hi)
     axes[1].set_ylabel("spot vs fair (bps)")
@@ -194,6 +199,32 @@ def trace_figure(trace: dict, names: list[str]) -> Figure:
                "weights (they change only at epoch boundaries); cumulative edge. Fees are not "
                "recorded in a trace (a compiled strategy's fee is whatever its compute_swap "
                "quotes), so the spot's distance from fair is the visible trace of a pool's fee."
+               + _same_series_note(labels, {"spot": spot_bps, "capital weight": amms[:, :, 3],
+                                            "cumulative edge": amms[:, :, 2]})
                + limits.note("spot values"))
     return Figure(f"trace-{trace['seed']}", f"One simulation over time: seed {trace['seed']}",
                   caption, png(fig))
+
+
+def _same_series_note(labels: list[str], panels: dict[str, np.ndarray]) -> str:
+    """The caption's sentence naming pools whose series coincide in a panel, within 0.1% of
+    the panel's range (they are drawn as nested lines, the earlier one wider), '' if none do."""
+    notes = []
+    for panel, values in panels.items():
+        finite = values[np.isfinite(values)]
+        tolerance = 1e-3 * (float(np.ptp(finite)) if finite.size else 0.0) + 1e-12
+        groups: list[list[int]] = []
+        for k in range(values.shape[1]):
+            for group in groups:
+                if np.allclose(values[:, group[0]], values[:, k], rtol=0.0, atol=tolerance):
+                    group.append(k)
+                    break
+            else:
+                groups.append([k])
+        for group in groups:
+            if len(group) > 1:
+                notes.append(f"{panel} of {', '.join(labels[k] for k in group)}")
+    if not notes:
+        return ""
+    return (" Series that coincide within 0.1% of their panel's range (drawn nested, earlier "
+            "ones wider): " + "; ".join(notes) + ".")

@@ -296,3 +296,17 @@ def test_page_renders_in_headless_chromium(pages, kind, tmp_path):
     match = re.search(r'data-figures-rendered="(\d+)/(\d+)"', dom)
     assert match, "the page's load check did not run"
     assert match.group(1) == match.group(2) == str(len(EXPECTED[kind]))
+
+
+def test_trace_names_series_that_coincide():
+    """In the reference profile pools can share one spot path; the figure says which do."""
+    from propamm_jax.report_figures import trace_figure
+
+    data = json.loads(RESULTS.read_text())
+    trace, names = data["traces"][0], [s["name"] for s in data["sims"][0]["strategies"]]
+    assert "coincide" not in trace_figure(trace, names).caption
+    for step in trace["steps"]:
+        step["amms"][1] = list(step["amms"][0])  # fixed_65bps's state := fixed_30bps's
+    caption = trace_figure(trace, names).caption
+    assert "spot of fixed_30bps, fixed_65bps;" in caption
+    assert "capital weight of fixed_30bps, fixed_65bps" in caption
