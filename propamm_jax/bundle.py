@@ -12,8 +12,8 @@ the results to be identical, field by field.
 A bundle says which of its sources are the submission and which are opponents (`submit
 SUB.rs --opponent X.rs`): every strategy's receipt entry has a `role`. `leaderboard` ranks the
 submissions under a directory, never the opponents, within groups that ran the same profile,
-config and seeds against the same field (the other strategies in the same simulations, by
-source hash): other scores are not comparable. Bundles written before roles existed
+config and seeds against the same field (the same opponents, by source hash, and the same
+number of submissions per bundle): other scores are not comparable. Bundles written before roles existed
 (`propamm-bundle/1`) load as bundles of submissions only.
 """
 
@@ -247,15 +247,19 @@ def verify(bundle: str | Path, *, workers: int | None = None,
     return Verification(bundle, problems, checks)
 
 
-def _field(receipt: dict, k: int) -> list[str]:
-    """What strategy `k` competed against: the source hashes of every other strategy in its
-    simulations (opponents, and any other submission of the same bundle), sorted."""
-    return sorted(st["source_sha256"] for j, st in enumerate(receipt["strategies"]) if j != k)
+def _field(receipt: dict) -> list:
+    """What a bundle's submissions competed against: the opponents' source hashes (sorted)
+    and how many submissions shared the simulations (they compete with each other too)."""
+    strategies = receipt["strategies"]
+    return [sorted(st["source_sha256"] for st in strategies if st["role"] == OPPONENT),
+            sum(st["role"] == SUBMISSION for st in strategies)]
 
 
-def _field_names(receipt: dict, k: int) -> str:
-    others = [st["name"] for j, st in enumerate(receipt["strategies"]) if j != k]
-    return ", ".join(sorted(others)) or "normalizer only"
+def _field_names(receipt: dict) -> str:
+    names = sorted(st["name"] for st in receipt["strategies"] if st["role"] == OPPONENT)
+    n = sum(st["role"] == SUBMISSION for st in receipt["strategies"])
+    return (", ".join(names) or "normalizer only") + (
+        f" ({n} submissions per bundle, ranked against each other too)" if n > 1 else "")
 
 
 def leaderboard(root: str | Path):
@@ -275,11 +279,11 @@ def leaderboard(root: str | Path):
         receipt = load_receipt(bundle)
         ok = not check_sources(bundle, receipt)
         cfg, n = receipt["config"], len(receipt["seeds"])
-        for k, (st, agg) in enumerate(zip(receipt["strategies"], receipt["aggregate"])):
+        key = [receipt["profile"], cfg, receipt["seeds"], _field(receipt)]
+        group = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
+        for st, agg in zip(receipt["strategies"], receipt["aggregate"]):
             if st["role"] != SUBMISSION:
                 continue
-            key = [receipt["profile"], cfg, receipt["seeds"], _field(receipt, k)]
-            group = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
             rows.append({
                 "group": group, "bundle": str(bundle.relative_to(root)) or ".",
                 "strategy": agg["strategy"], "mean_edge": agg["mean_edge"],
@@ -287,7 +291,7 @@ def leaderboard(root: str | Path):
                 "std_edge": agg["std_edge"], "vs_norm": agg["vs_norm"],
                 "sharpe": agg["sharpe"], "final_cap_pct": agg["final_cap_pct"],
                 "profile": receipt["profile"], "simulations": n, "steps": cfg["steps"],
-                "field": _field_names(receipt, k), "sources_ok": ok,
+                "field": _field_names(receipt), "sources_ok": ok,
             })
     if not rows:
         raise PropammError(f"{root}: no submissions found (no {RECEIPT} with a strategy "

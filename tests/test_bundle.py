@@ -91,8 +91,8 @@ def test_verify_catches_edited_results(bundle, tmp_path):
 
 
 def test_leaderboard_ranks_bundles(bundle, tmp_path):
-    """A bundle written without opponents: its strategies are all submissions, each ranked
-    against the others of its bundle (their field)."""
+    """A bundle written without opponents: its strategies are all submissions, ranked against
+    each other; a bundle of one submission and one opponent is another field."""
     from propamm_jax.bundle import format_leaderboard, leaderboard, submit
 
     root = tmp_path / "all"
@@ -101,7 +101,11 @@ def test_leaderboard_ranks_bundles(bundle, tmp_path):
            progress=False, opponents=[STRATEGIES / "fixed_30bps.rs"])
     (root / "a" / "sources" / "fixed_30bps.rs").write_text("// changed\n")
     board = leaderboard(root)
-    assert len(board) == 3
+    assert len(board) == 3 and board["group"].nunique() == 2
+    pair = board[board["bundle"] == "a"]
+    assert list(pair["rank"]) == [1, 2] and pair["group"].nunique() == 1
+    assert list(pair["mean_edge"]) == sorted(pair["mean_edge"], reverse=True)
+    assert "2 submissions per bundle" in pair["field"].iloc[0]
     assert dict(zip(board["strategy"], board["sources_ok"])) == {
         "fixed_30bps": False, "adaptive_fee": False, "fixed_65bps": True}
     text = format_leaderboard(board)
