@@ -21,6 +21,9 @@ AFTER_SWAP = "__prop_amm_after_swap"
 GET_NAME = "__prop_amm_get_name"
 ABI_SYMBOLS = (COMPUTE_SWAP, AFTER_SWAP, GET_NAME)
 MAX_NAME = 128
+NO_EXPORTS_HINT = ("a safe-form file defines const NAME, fn compute_swap and fn after_swap, and "
+                   "a library built from it with plain rustc exports nothing: build from "
+                   "`propamm wrap FILE.rs -o FILE_raw.rs`, or pass the .rs file itself")
 CORE_ABI_VERSION = 2
 
 ffi = cffi.FFI()
@@ -80,6 +83,9 @@ class NativeStrategy:
         self.label = label or self.path.name
         self._lib = _dlopen(self.path)
         missing = [s for s in ABI_SYMBOLS if not _has_symbol(self._lib, s)]
+        if len(missing) == len(ABI_SYMBOLS):
+            raise PropammError(f"{self.label}: missing ABI symbol {missing[0]} (it exports "
+                               f"none of {', '.join(ABI_SYMBOLS)}: {NO_EXPORTS_HINT})")
         if missing:
             raise PropammError(f"{self.label}: missing ABI symbol {missing[0]}")
         self._compute = getattr(self._lib, COMPUTE_SWAP)

@@ -39,10 +39,23 @@ def rustc_version() -> str:
     return subprocess.run([rustc, "-vV"], capture_output=True, text=True, check=True).stdout.strip()
 
 
-def _first_error_lines(stderr: str, limit: int = 6) -> str:
-    lines = [ln for ln in stderr.splitlines() if ln.strip()]
-    start = next((i for i, ln in enumerate(lines) if ln.startswith("error")), 0)
-    return " | ".join(ln.strip() for ln in lines[start : start + limit])
+def first_diagnostic(stderr: str, limit: int = 14) -> str:
+    """rustc's first error as rustc prints it (its own line breaks and source excerpt), at
+    most `limit` lines, with a count of the further errors it reported."""
+    lines = stderr.rstrip().splitlines()
+    start = next((i for i, ln in enumerate(lines) if ln.startswith("error")), None)
+    if start is None:
+        return "\n".join(lines[:limit]) or "rustc failed without a message"
+    end = next((i for i in range(start + 1, len(lines)) if not lines[i].strip()), len(lines))
+    block = lines[start:min(end, start + limit)]
+    if end - start > limit:
+        block.append(f"  ... ({end - start - limit} more lines)")
+    others = sum(1 for ln in lines[end:] if ln.startswith("error") and "aborting" not in ln
+                 and not ln.startswith("error: could not compile"))
+    if others:
+        block.append(f"(and {others} more error{'s' if others > 1 else ''}: run rustc on the "
+                     "file for all of them)")
+    return "\n".join(block)
 
 
 def read_source(source: Path) -> bytes:
@@ -79,7 +92,7 @@ def compile_rust(source: Path, extra_flags: tuple[str, ...] = (), code: bytes | 
             cwd=tmp,
         )
         if proc.returncode != 0:
-            detail = _first_error_lines(proc.stderr.replace(str(tmp_src), source.name))
+            detail = first_diagnostic(proc.stderr.replace(str(tmp_src), source.name))
             raise PropammError(f"{source}: does not compile: {detail}")
         os.replace(tmp_out, target)
     return target

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from propamm_jax.errors import PropammError
 
@@ -186,12 +187,54 @@ pub extern "C" fn __prop_amm_get_name(buf: *mut u8, max_len: usize) -> usize {
 """
 
 
+SAFE_PARTS = (("const NAME", _SAFE_NAME, "const NAME: &str = \"...\";"),
+              ("fn compute_swap", _SAFE_COMPUTE, "fn compute_swap(data: &[u8]) -> u64"),
+              ("fn after_swap", _SAFE_AFTER, "fn after_swap(data: &[u8], storage: &mut [u8])"))
+_EXPORT_NAME = re.compile(r"#\s*\[\s*export_name\b")
+
+
+@dataclass(frozen=True)
+class Form:
+    """Which of the two forms a file is written in, and what that form still lacks.
+
+    `kind` is "raw" (it names the C ABI's exports itself), "safe" (it defines the safe
+    form's compute_swap or after_swap and no C export) or "none" (neither)."""
+
+    kind: str
+    missing: tuple[str, ...] = ()
+
+
+def detect_form(code: str) -> Form:
+    """The form of `code`, judged from what is present: any C export makes it a raw-ABI
+    file (its exports are checked on the compiled library); a `fn compute_swap` or `fn
+    after_swap` makes it a safe-form file, whose missing items are named."""
+    clean = strip_comments_and_strings(code)
+    if _RAW_ABI.search(clean) or _EXPORT_NAME.search(clean):
+        return Form("raw")
+    present = [name for name, pattern, _ in SAFE_PARTS if pattern.search(clean)]
+    if not any(name.startswith("fn ") for name in present):
+        return Form("none")  # `const NAME` alone is common in raw-ABI files too
+    return Form("safe", tuple(sig for name, _, sig in SAFE_PARTS if name not in present))
+
+
 def is_safe_form(code: str) -> bool:
     """A file in the safe form defines `compute_swap`, `after_swap` and `NAME` and none of
     the raw ABI's exported names."""
-    clean = strip_comments_and_strings(code)
-    return bool(_SAFE_COMPUTE.search(clean) and _SAFE_AFTER.search(clean)
-                and _SAFE_NAME.search(clean) and not _RAW_ABI.search(clean))
+    form = detect_form(code)
+    return form.kind == "safe" and not form.missing
+
+
+def check_form(code: str, label: str) -> Form:
+    """`detect_form`, raising one line naming what an incomplete safe-form file lacks
+    (without this, such a file compiled as a raw-ABI file and was reported as missing the
+    C export `__prop_amm_compute_swap`, which its author never meant to write)."""
+    form = detect_form(code)
+    if form.kind == "safe" and form.missing:
+        raise PropammError(f"{label}: safe-form strategy without "
+                           f"{' and '.join(f'`{m}`' for m in form.missing)} (the safe form "
+                           "defines NAME, compute_swap and after_swap; the C exports are "
+                           "generated)")
+    return form
 
 
 def wrap_safe_form(code: str) -> str:
@@ -211,6 +254,30 @@ def prepare_source(code: bytes, label: str, allow_unsafe_source: bool = False) -
         violation = check_policy(text)
         if violation is not None:
             raise PropammError(violation.message(label))
-    if is_safe_form(text):
+    if check_form(text, label).kind == "safe":
         return wrap_safe_form(text).encode("utf-8")
     return code
+
+
+def wrap_file(source: str | Path, output: str | Path, allow_unsafe_source: bool = False) -> Path:
+    """Writes the file that is actually compiled for the safe-form file `source` (policy
+    checked, `unsafe` denied, C exports appended) to `output`: build it with plain
+    `rustc --edition 2021 --crate-type cdylib -O`, or read what the exports do."""
+    from propamm_jax.native.build import read_source
+
+    source, output = Path(source), Path(output)
+    if not source.is_file():
+        raise PropammError(f"{source}: no such file")
+    if output.resolve() == source.resolve():
+        raise PropammError(f"{output}: is the input file; choose another output path")
+    code = read_source(source)
+    wrapped = prepare_source(code, str(source), allow_unsafe_source)
+    if detect_form(code.decode("utf-8")).kind != "safe":
+        raise PropammError(f"{source}: not in the safe form (it names the C exports itself, or "
+                           "defines none of NAME, compute_swap, after_swap): it is compiled as "
+                           "it is, there is nothing to wrap")
+    try:
+        output.write_bytes(wrapped)
+    except OSError as exc:
+        raise PropammError(f"{output}: cannot write ({exc.strerror or exc})") from None
+    return output

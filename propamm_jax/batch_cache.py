@@ -6,7 +6,8 @@ command's host time, and researchers evaluate one seed set over and over, so a f
 batch is kept under `<cache>/batches/v1/<key>/` as plain `.npy` files, memory-mapped on the
 next run. The key hashes the seed list, the steps, the padded shape and the dtype; only the
 `KEEP` most recently used batches stay, and batches over `MAX_BYTES` (a 10 000-seed batch is
-~3 GB) are not stored. `PROPAMM_NO_TAPE_CACHE=1` bypasses this cache too.
+~3 GB) are not stored; the cache's size cap (`propamm_jax.cache`) may evict them sooner.
+`PROPAMM_NO_TAPE_CACHE=1` bypasses this cache too.
 """
 
 from __future__ import annotations
@@ -71,3 +72,6 @@ def save(name: str, packed, params: np.ndarray) -> None:
                      key=lambda p: p.stat().st_mtime)
     for old in entries[:-KEEP]:
         shutil.rmtree(old, ignore_errors=True)
+    from propamm_jax.cache import note_written
+
+    note_written(sum(a.nbytes for a in packed) + params.nbytes)

@@ -7,9 +7,14 @@ the package version, the profile, the config, the seeds and the aggregate result
 
 `verify` checks the sources against their hashes (a single changed byte names the file),
 recompiles them, scores them again with the receipt's profile, config and seeds and requires
-the results to be identical, field by field. `leaderboard` ranks the bundles under a
-directory, within groups that ran the same profile, config and seeds (other scores are not
-comparable).
+the results to be identical, field by field.
+
+A bundle says which of its sources are the submission and which are opponents (`submit
+SUB.rs --opponent X.rs`): every strategy's receipt entry has a `role`. `leaderboard` ranks the
+submissions under a directory, never the opponents, within groups that ran the same profile,
+config and seeds against the same field (the same opponents, by source hash, and the same
+number of submissions per bundle): other scores are not comparable. Bundles written before roles existed
+(`propamm-bundle/1`) load as bundles of submissions only.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +31,9 @@ from typing import Iterable, Sequence
 from propamm_jax.config import SimConfig, check_profile
 from propamm_jax.errors import PropammError, read_json
 
-FORMAT = "propamm-bundle/1"
+FORMAT = "propamm-bundle/2"
+FORMATS = ("propamm-bundle/1", FORMAT)  # /1: no roles, every strategy is a submission
+SUBMISSION, OPPONENT = "submission", "opponent"
 RECEIPT = "receipt.json"
 RESULTS = "results.json"
 SOURCES = "sources"
@@ -49,10 +57,13 @@ class Submission:
     failures: list = field(default_factory=list)
 
 
-def _check_sources(sources: Sequence[str | Path]) -> list[Path]:
+def _check_sources(sources: Sequence[str | Path], opponents: Sequence[str | Path] = ()
+                   ) -> list[Path]:
+    """The submissions then the opponents, each an existing `.rs` with a unique file name."""
     paths = [Path(s) for s in sources]
     if not paths:
         raise PropammError("submit: no strategy given: pass at least one .rs source")
+    paths += [Path(o) for o in opponents]
     seen: dict[str, Path] = {}
     for p in paths:
         if p.suffix != ".rs":
@@ -69,8 +80,10 @@ def _check_sources(sources: Sequence[str | Path]) -> list[Path]:
 
 def submit(sources: Sequence[str | Path], output: str | Path, *, config: SimConfig | None = None,
            seeds: Iterable[int] = range(20), profile: str = "reference",
-           workers: int | None = None, progress: bool | None = None) -> Submission:
-    """Scores `sources` officially and writes the bundle directory `output` (new or empty)."""
+           workers: int | None = None, progress: bool | None = None,
+           opponents: Sequence[str | Path] = ()) -> Submission:
+    """Scores the submissions `sources` against `opponents` (all in the same simulations)
+    officially and writes the bundle directory `output` (new or empty)."""
     from propamm_jax import __version__
     from propamm_jax.native.build import RUSTC_FLAGS, compile_rust, core_library, rustc_version
     from propamm_jax.scoring import score
@@ -78,7 +91,8 @@ def submit(sources: Sequence[str | Path], output: str | Path, *, config: SimConf
 
     config = config or SimConfig()
     profile = check_profile(profile)
-    paths = _check_sources(sources)
+    paths = _check_sources(sources, opponents)
+    roles = [SUBMISSION] * len(sources) + [OPPONENT] * len(opponents)
     try:
         seed_values = [parse_seed(s) for s in seeds]
     except ValueError as exc:
@@ -112,9 +126,9 @@ def submit(sources: Sequence[str | Path], output: str | Path, *, config: SimConf
         "seeds": [str(s) for s in seed_values],  # strings: u64 seeds exceed JSON's safe ints
         "seeds_sha256": seeds_digest(seed_values),
         "strategies": [
-            {"name": c.name, "source": f"{SOURCES}/{c.name}", "source_sha256": sha256_file(c),
-             "library_sha256": sha256_file(lib)}
-            for c, lib in zip(copies, libraries)
+            {"name": c.name, "role": role, "source": f"{SOURCES}/{c.name}",
+             "source_sha256": sha256_file(c), "library_sha256": sha256_file(lib)}
+            for c, lib, role in zip(copies, libraries, roles)
         ],
         "results_sha256": sha256_file(out / RESULTS),
         "aggregate": result.results.aggregate(),
@@ -133,11 +147,19 @@ def load_receipt(bundle: str | Path) -> dict:
     if not path.exists():
         raise PropammError(f"{bundle}: no {RECEIPT}: not a bundle written by `propamm submit`")
     receipt = read_json(path)
-    if not isinstance(receipt, dict) or receipt.get("format") != FORMAT:
+    if not isinstance(receipt, dict) or receipt.get("format") not in FORMATS:
         raise PropammError(f"{path}: not a {FORMAT} receipt")
     for key in ("profile", "config", "seeds", "strategies", "aggregate", "results_sha256"):
         if key not in receipt:
             raise PropammError(f"{path}: missing field {key!r}")
+    for k, st in enumerate(receipt["strategies"]):
+        role = st.setdefault("role", SUBMISSION) if isinstance(st, dict) else None
+        if role not in (SUBMISSION, OPPONENT) or "source_sha256" not in st:
+            raise PropammError(f"{path}: strategies[{k}]: expected a source_sha256 and a role "
+                               f"({SUBMISSION} or {OPPONENT})")
+    if len(receipt["aggregate"]) != len(receipt["strategies"]):
+        raise PropammError(f"{path}: aggregate has {len(receipt['aggregate'])} rows for "
+                           f"{len(receipt['strategies'])} strategies")
     return receipt
 
 
@@ -225,10 +247,27 @@ def verify(bundle: str | Path, *, workers: int | None = None,
     return Verification(bundle, problems, checks)
 
 
+def _field(receipt: dict) -> list:
+    """What a bundle's submissions competed against: the opponents' source hashes (sorted)
+    and how many submissions shared the simulations (they compete with each other too)."""
+    strategies = receipt["strategies"]
+    return [sorted(st["source_sha256"] for st in strategies if st["role"] == OPPONENT),
+            sum(st["role"] == SUBMISSION for st in strategies)]
+
+
+def _field_names(receipt: dict) -> str:
+    names = sorted(st["name"] for st in receipt["strategies"] if st["role"] == OPPONENT)
+    n = sum(st["role"] == SUBMISSION for st in receipt["strategies"])
+    return (", ".join(names) or "normalizer only") + (
+        f" ({n} submissions per bundle, ranked against each other too)" if n > 1 else "")
+
+
 def leaderboard(root: str | Path):
-    """Every bundle under `root` (any depth), one row per (bundle, strategy), ranked by mean
-    edge within groups of identical profile, config and seeds. `sources_ok` says whether the
-    sources still match their receipt (a cheap check; `verify` re-runs)."""
+    """Every submission in the bundles under `root` (any depth), one row each, ranked by mean
+    edge within groups of identical profile, config, seeds and field (what it competed
+    against); opponents are not ranked. `se_edge` is the standard error of the mean edge.
+    `sources_ok` says whether the bundle's sources still match their receipt (a cheap check;
+    `verify` re-runs)."""
     import pandas as pd
 
     root = Path(root)
@@ -239,20 +278,24 @@ def leaderboard(root: str | Path):
         bundle = receipt_path.parent
         receipt = load_receipt(bundle)
         ok = not check_sources(bundle, receipt)
-        cfg = receipt["config"]
-        group = hashlib.sha256(json.dumps([receipt["profile"], cfg, receipt["seeds"]],
-                                          sort_keys=True).encode()).hexdigest()[:8]
-        for agg in receipt["aggregate"]:
+        cfg, n = receipt["config"], len(receipt["seeds"])
+        key = [receipt["profile"], cfg, receipt["seeds"], _field(receipt)]
+        group = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
+        for st, agg in zip(receipt["strategies"], receipt["aggregate"]):
+            if st["role"] != SUBMISSION:
+                continue
             rows.append({
                 "group": group, "bundle": str(bundle.relative_to(root)) or ".",
                 "strategy": agg["strategy"], "mean_edge": agg["mean_edge"],
+                "se_edge": agg["std_edge"] / math.sqrt(n - 1) if n > 1 else 0.0,
                 "std_edge": agg["std_edge"], "vs_norm": agg["vs_norm"],
                 "sharpe": agg["sharpe"], "final_cap_pct": agg["final_cap_pct"],
-                "profile": receipt["profile"], "simulations": len(receipt["seeds"]),
-                "steps": cfg["steps"], "sources_ok": ok,
+                "profile": receipt["profile"], "simulations": n, "steps": cfg["steps"],
+                "field": _field_names(receipt), "sources_ok": ok,
             })
     if not rows:
-        raise PropammError(f"{root}: no bundles ({RECEIPT}) found")
+        raise PropammError(f"{root}: no submissions found (no {RECEIPT} with a strategy "
+                           "whose role is submission)")
     frame = pd.DataFrame(rows).sort_values(["group", "mean_edge"], ascending=[True, False],
                                            kind="stable")
     frame.insert(0, "rank", frame.groupby("group").cumcount() + 1)
@@ -260,17 +303,18 @@ def leaderboard(root: str | Path):
 
 
 def format_leaderboard(frame) -> str:
+    """One table per group, each headed by what its rows have in common."""
     lines = []
     for group, rows in frame.groupby("group", sort=False):
         first = rows.iloc[0]
         lines.append(f"group {group}: profile {first['profile']}, {first['simulations']} "
-                     f"simulations x {first['steps']} steps")
-        lines.append(f"{'#':>3} {'Strategy':<28} {'Bundle':<24} {'Mean Edge':>10} "
+                     f"simulations x {first['steps']} steps, against: {first['field']}")
+        lines.append(f"{'#':>3} {'Strategy':<28} {'Bundle':<24} {'Mean Edge':>10} {'SE':>8} "
                      f"{'Std Edge':>10} {'vs Norm':>9} {'Sharpe':>8} {'Final Cap%':>10}  Sources")
         for _, r in rows.iterrows():
             lines.append(f"{r['rank']:>3} {r['strategy']:<28} {r['bundle']:<24} "
-                         f"{r['mean_edge']:>10.2f} {r['std_edge']:>10.2f} {r['vs_norm']:>9.2f} "
-                         f"{r['sharpe']:>8.3f} {r['final_cap_pct']:>10.2f}  "
+                         f"{r['mean_edge']:>10.2f} {r['se_edge']:>8.2f} {r['std_edge']:>10.2f} "
+                         f"{r['vs_norm']:>9.2f} {r['sharpe']:>8.3f} {r['final_cap_pct']:>10.2f}  "
                          f"{'ok' if r['sources_ok'] else 'MODIFIED'}")
         lines.append("")
     return "\n".join(lines).rstrip()

@@ -217,17 +217,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one row per (simulation, strategy, epoch) instead of per simulation")
     p.set_defaults(run=cmd_frame)
 
-    p = sub.add_parser("report", help="a self-contained HTML report of a results file")
-    p.add_argument("results", type=Path, help="a results .json (score, simulate, submit)")
+    p = sub.add_parser("report", help="a self-contained HTML report of a results file, a "
+                       "sweep table or a training log")
+    p.add_argument("results", type=Path, help="results .json (score/simulate), sweep table "
+                   "(sweep -o: .parquet/.csv/.json) or training log (train's log.jsonl)")
     p.add_argument("-o", "--output", type=Path, default=Path("report.html"),
-                   help="the HTML page to write")
+                   help="the .html file to write")
     p.add_argument("--training-log", type=Path, default=None,
-                   help="a training log (generation + fitness columns) to plot")
+                   help="with a results file: also plot this training log's fitness curves")
     p.set_defaults(run=cmd_report)
 
     p = sub.add_parser("submit", help="score .rs strategies officially into a bundle directory "
                        "(profile: reference)")
-    p.add_argument("files", nargs="*", help=".rs sources")
+    p.add_argument("files", nargs="*", help=".rs sources: the submission(s) to rank")
+    p.add_argument("--opponent", action="append", default=[], type=Path, metavar="FILE.rs",
+                   help="a .rs strategy in the same simulations that is not ranked "
+                        "(repeatable); leaderboard compares only bundles with the same field")
     p.add_argument("-o", "--output", type=Path, required=True, help="new bundle directory")
     _add_run_options(p, simulations=20)
     _add_profile(p, "reference")
@@ -239,13 +244,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_no_progress(p)
     p.set_defaults(run=cmd_verify)
 
-    p = sub.add_parser("leaderboard", help="rank the bundles under a directory")
-    p.add_argument("root", type=Path, help="a directory searched for bundles (receipt.json)")
+    p = sub.add_parser("leaderboard", help="rank the submissions of the bundles under a "
+                       "directory (same profile, config, seeds and field)")
+    p.add_argument("root", type=Path, help="a directory searched (any depth) for bundles")
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="also write the table (.json/.csv/.parquet)")
     p.set_defaults(run=cmd_leaderboard)
 
     _add_validate_parser(sub)
+    _add_wrap_parser(sub)
+    _add_cache_parser(sub)
     _add_training_parsers(sub)
     _add_compare_parser(sub)
 
@@ -287,6 +295,52 @@ def _add_validate_parser(sub) -> None:
                    help="time one strategy call may take (ms)")
     p.add_argument("--seed", type=_seed, default=0, help="seed of the generated inputs")
     p.set_defaults(run=cmd_validate)
+
+
+def _add_wrap_parser(sub) -> None:
+    p = sub.add_parser("wrap", help="write the file actually compiled for a safe-form .rs "
+                       "(C exports added): build it with plain rustc")
+    p.add_argument("file", type=Path, help="a strategy in the safe form (NAME, compute_swap, "
+                   "after_swap)")
+    p.add_argument("-o", "--output", type=Path, required=True,
+                   help="where to write the raw-ABI file")
+    p.add_argument("--allow-unsafe-source", action="store_true",
+                   help="relax the source policy (as score's option of that name)")
+    p.set_defaults(run=cmd_wrap)
+
+
+def cmd_wrap(args) -> int:
+    from propamm_jax.native.source import wrap_file
+
+    out = wrap_file(args.file, args.output, args.allow_unsafe_source)
+    print(f"wrote {out}: build it with rustc --edition 2021 --crate-type cdylib -O {out}")
+    return 0
+
+
+def _add_cache_parser(sub) -> None:
+    from propamm_jax.cache import ENV_MAX, KINDS
+
+    p = sub.add_parser("cache", help="show the disk cache's size by kind, or clear it")
+    p.add_argument("action", nargs="?", choices=["show", "clear"], default="show",
+                   help="show sizes, or clear the cache (all of it, or --kind)")
+    p.add_argument("--kind", choices=[*KINDS, "other"], default=None,
+                   help="with clear: only this kind (default: everything)")
+    p.epilog = (f"The cache lives in $PROPAMM_CACHE (default ~/.cache/propamm-jax); "
+                f"${ENV_MAX} caps its size (default 4G; 0: no cap).")
+    p.set_defaults(run=cmd_cache)
+
+
+def cmd_cache(args) -> int:
+    from propamm_jax.cache import clear, format_usage, human, usage
+
+    if args.action == "clear":
+        freed = clear(args.kind)
+        print(f"cleared {args.kind or 'the whole cache'}: {human(freed)} freed")
+        return 0
+    if args.kind is not None:
+        raise PropammError("cache: --kind goes with clear (propamm cache clear --kind K)")
+    print(format_usage(usage()))
+    return 0
 
 
 def cmd_validate(args) -> int:
@@ -499,8 +553,12 @@ def cmd_submit(args) -> int:
     seeds = seed_list(args.simulations, args.seed_start, args.seed_stride)
     print(f"{_profile_banner(args.profile, args)}  |  {len(seeds)} simulations x {config.steps} steps, "
           f"epoch {config.epoch_len}", flush=True)
+    if args.opponent:
+        print(f"submission: {', '.join(Path(f).name for f in args.files)}  |  opponents: "
+              f"{', '.join(o.name for o in args.opponent)}", flush=True)
     sub = submit(args.files, args.output, config=config, seeds=seeds, profile=args.profile,
-                 workers=args.workers, progress=None if not args.no_progress else False)
+                 workers=args.workers, progress=None if not args.no_progress else False,
+                 opponents=args.opponent)
     from propamm_jax.results import Results
 
     print()

@@ -3,7 +3,8 @@
 A tape depends only on its seed and length, so it is generated once and reused by every later
 run, official or fast path. Files live under `<cache>/tapes/v2/<steps>/<seed>.bin` (see
 `propamm_jax.native.build.cache_dir`); set `PROPAMM_NO_TAPE_CACHE=1` to bypass the cache.
-A file that fails to load is regenerated.
+A file that fails to load is regenerated. Files are evicted least recently used first when the
+whole cache exceeds its cap (`propamm_jax.cache`).
 
 A file is one flat little-endian f64 record (read with a single `np.fromfile`, about 20x
 faster than an `.npz`): a header `[MAGIC, steps, orders, sigma, lambda, order_size_mean,
@@ -20,6 +21,7 @@ from typing import Iterable
 
 import numpy as np
 
+from propamm_jax.cache import note_written, touch
 from propamm_jax.tape import MarketParams, Tape, make_tape, parse_seed
 
 VERSION = "v2"
@@ -74,6 +76,7 @@ def cached_tape(seeds: Iterable[int], steps: int) -> Tape:
         path = folder / f"{seed}.bin"
         try:
             rows[seed] = _load(path, steps)
+            touch(path)  # most recently used: the size cap evicts the least recent
         except (OSError, ValueError):
             pass  # missing or damaged: regenerated below
     missing = sorted(set(seed_list) - set(rows))
@@ -85,6 +88,7 @@ def cached_tape(seeds: Iterable[int], steps: int) -> Tape:
                 _save(folder / f"{seed}.bin", rows[seed])
             except OSError:
                 pass  # a read-only cache only costs speed
+        note_written(sum(rows[s].nbytes for s in missing))
     return _assemble(seed_list, [rows[s] for s in seed_list], steps)
 
 

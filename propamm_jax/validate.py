@@ -570,7 +570,7 @@ def validate_file(path: str | os.PathLike, *, strict: bool = False,
     """Every check on one `.rs` or `.so` file. Never raises for a bad strategy: problems are
     FAIL lines (a missing or unreadable file too)."""
     from propamm_jax.native.build import compile_rust, read_source
-    from propamm_jax.native.source import check_policy, is_safe_form, prepare_source
+    from propamm_jax.native.source import check_form, check_policy, prepare_source
 
     path = Path(path)
     checks: list[Check] = []
@@ -595,7 +595,12 @@ def validate_file(path: str | os.PathLike, *, strict: bool = False,
                                     .replace("`", f"line {violation.line}: `", 1)))
                 return report()
             checks.append(Check("source policy", PASS, "no forbidden constructs"))
-        form = "safe form, exports generated" if is_safe_form(text) else "raw C ABI"
+        try:
+            kind = check_form(text, path.name).kind
+        except PropammError as exc:
+            checks.append(Check("form", FAIL, str(exc).split(": ", 1)[1]))
+            return report()
+        form = "safe form, exports generated" if kind == "safe" else "raw C ABI"
         try:
             library = compile_rust(path, code=prepare_source(code, str(path), True))
         except PropammError as exc:

@@ -91,21 +91,87 @@ def test_verify_catches_edited_results(bundle, tmp_path):
 
 
 def test_leaderboard_ranks_bundles(bundle, tmp_path):
+    """A bundle written without opponents: its strategies are all submissions, ranked against
+    each other; a bundle of one submission and one opponent is another field."""
     from propamm_jax.bundle import format_leaderboard, leaderboard, submit
 
     root = tmp_path / "all"
     shutil.copytree(bundle, root / "a")
     submit([STRATEGIES / "fixed_65bps.rs"], root / "b", config=CONFIG, seeds=SEEDS, workers=2,
-           progress=False)
+           progress=False, opponents=[STRATEGIES / "fixed_30bps.rs"])
     (root / "a" / "sources" / "fixed_30bps.rs").write_text("// changed\n")
     board = leaderboard(root)
-    assert len(board) == 3 and board["group"].nunique() == 1
-    assert list(board["rank"]) == [1, 2, 3]
-    assert list(board["mean_edge"]) == sorted(board["mean_edge"], reverse=True)
+    assert len(board) == 3 and board["group"].nunique() == 2
+    pair = board[board["bundle"] == "a"]
+    assert list(pair["rank"]) == [1, 2] and pair["group"].nunique() == 1
+    assert list(pair["mean_edge"]) == sorted(pair["mean_edge"], reverse=True)
+    assert "2 submissions per bundle" in pair["field"].iloc[0]
     assert dict(zip(board["strategy"], board["sources_ok"])) == {
         "fixed_30bps": False, "adaptive_fee": False, "fixed_65bps": True}
     text = format_leaderboard(board)
     assert "MODIFIED" in text and "fixed_65bps" in text
+
+
+@pytest.fixture(scope="module")
+def field(tmp_path_factory):
+    """Bundles for the leaderboard: three submissions against the same two opponents, one
+    against a different opponent, and one on other seeds."""
+    from propamm_jax.bundle import submit
+
+    root = tmp_path_factory.mktemp("field")
+    opponents = [STRATEGIES / "fixed_30bps.rs", STRATEGIES / "adaptive_fee.rs"]
+    for name, sub in (("x", "fixed_65bps.rs"), ("y", "fixed_100bps.rs"), ("z", "fixed_10bps.rs")):
+        submit([STRATEGIES / sub], root / name, config=CONFIG, seeds=SEEDS, workers=2,
+               progress=False, opponents=opponents)
+    submit([STRATEGIES / "fixed_150bps.rs"], root / "other_field", config=CONFIG, seeds=SEEDS,
+           workers=2, progress=False, opponents=[STRATEGIES / "fixed_50bps.rs"])
+    submit([STRATEGIES / "fixed_50bps.rs"], root / "other_seeds", config=CONFIG, seeds=[7, 8],
+           workers=2, progress=False, opponents=opponents)
+    return root
+
+
+def test_receipt_records_roles(field):
+    receipt = json.loads((field / "x" / "receipt.json").read_text())
+    assert receipt["format"] == "propamm-bundle/2"
+    assert [(st["name"], st["role"]) for st in receipt["strategies"]] == [
+        ("fixed_65bps.rs", "submission"), ("fixed_30bps.rs", "opponent"),
+        ("adaptive_fee.rs", "opponent")]
+
+
+def test_leaderboard_ranks_only_submissions_within_their_field(field):
+    from propamm_jax.bundle import format_leaderboard, leaderboard
+    from propamm_jax.results import Results
+
+    board = leaderboard(field)
+    assert sorted(board["strategy"]) == ["fixed_100bps", "fixed_10bps", "fixed_150bps",
+                                         "fixed_50bps", "fixed_65bps"]  # no opponent ranked
+    groups = board.groupby("group")["bundle"].apply(sorted).tolist()
+    assert sorted(groups) == [["other_field"], ["other_seeds"], ["x", "y", "z"]]
+    same = board[board["bundle"].isin(["x", "y", "z"])]
+    assert list(same["rank"]) == [1, 2, 3]
+    assert list(same["mean_edge"]) == sorted(same["mean_edge"], reverse=True)
+    for _, row in same.iterrows():  # SE from the bundle's own simulations
+        frame = Results.load(field / row["bundle"] / "results.json").frame()
+        edges = frame.loc[frame["strategy"] == row["strategy"], "edge"].to_numpy()
+        assert row["se_edge"] == pytest.approx(edges.std(ddof=1) / len(edges) ** 0.5, rel=1e-9)
+        assert row["field"] == "adaptive_fee.rs, fixed_30bps.rs"
+    text = format_leaderboard(board)
+    assert "against: adaptive_fee.rs, fixed_30bps.rs" in text and " SE " in text
+
+
+def test_old_bundles_without_roles_still_load(bundle, tmp_path):
+    from propamm_jax.bundle import leaderboard, verify
+
+    old = tmp_path / "old"
+    shutil.copytree(bundle, old)
+    receipt = json.loads((old / "receipt.json").read_text())
+    receipt["format"] = "propamm-bundle/1"
+    for st in receipt["strategies"]:
+        del st["role"]
+    (old / "receipt.json").write_text(json.dumps(receipt))
+    board = leaderboard(tmp_path)
+    assert sorted(board["strategy"]) == ["adaptive_fee", "fixed_30bps"]
+    assert verify(old, workers=2, progress=False).ok
 
 
 def test_submit_and_verify_bad_input(tmp_path):
@@ -123,5 +189,10 @@ def test_submit_and_verify_bad_input(tmp_path):
         submit([STRATEGIES / "fixed_30bps.rs"], tmp_path / "full")
     with pytest.raises(PropammError, match="no receipt.json"):
         verify(tmp_path / "full")
-    with pytest.raises(PropammError, match="no bundles"):
+    with pytest.raises(PropammError, match="no submissions found"):
         leaderboard(tmp_path / "d")
+    with pytest.raises(PropammError, match="x.so: a submission is Rust source"):
+        submit([STRATEGIES / "fixed_30bps.rs"], tmp_path / "o2", opponents=[tmp_path / "x.so"])
+    with pytest.raises(PropammError, match="same file name"):
+        submit([STRATEGIES / "fixed_30bps.rs"], tmp_path / "o3",
+               opponents=[tmp_path / "d" / "fixed_30bps.rs"])

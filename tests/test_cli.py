@@ -65,9 +65,10 @@ def test_compile_error_names_file_and_quotes_rustc(tmp_path):
     bad.write_text("fn oops( {\n")
     proc = propamm("score", str(bad), "--simulations", "1", "--steps", "10")
     assert proc.returncode == 2
-    line = proc.stderr.strip()
-    assert "broken.rs" in line and "does not compile" in line and "error" in line
-    assert len(line.splitlines()) == 1
+    lines = proc.stderr.strip().splitlines()
+    assert "broken.rs" in lines[0] and "does not compile: error" in lines[0]
+    # then rustc's own excerpt, as rustc prints it (tests/test_rust_authors.py)
+    assert lines[1].strip() == "--> broken.rs:1:12" and "Traceback" not in proc.stderr
 
 
 def test_missing_symbol_is_named(tmp_path):

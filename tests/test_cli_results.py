@@ -31,7 +31,7 @@ def test_frame_and_report(tmp_path):
     assert {"epoch", "capital_weight", "market_sigma"} <= set(epochs.columns)
     proc = propamm("report", RESULTS, "-o", str(tmp_path / "r.html"))
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "r.html").read_text().count("data:image/png;base64,") == 3
+    assert (tmp_path / "r.html").read_text().count("data:image/png;base64,") == 5  # 2 traced
 
 
 def test_submit_verify_tamper_leaderboard(tmp_path):
