@@ -8,8 +8,8 @@ Rules, applied by this file and nowhere else:
   `epoch_len=` and a bare `SimConfig()` get the same small steps, `simulations=` 3 and a seed
   `range(N)` 50 seeds.
 - The scratch folder starts with the files a user brings: strategies `my_strategy.rs`,
-  `other.rs`, `mine.rs`, `theirs.rs` (the starter strategies) and `lib_prebuilt.so` (one of
-  them compiled). Everything else a block reads, an earlier block must write.
+  `other.rs`, `mine.rs`, `theirs.rs`, `mine_v2.rs` (the starter strategies), `my.rs` (a
+  safe-form strategy) and `lib_prebuilt.so` (one of them compiled). Everything else a block reads, an earlier block must write.
 - Paths into the checkout's `benchmarks/` are made absolute (the folder is elsewhere).
 - A block preceded by `<!-- not-run: reason -->` is skipped, with the reason shown.
 - A block matched by KNOWN_BROKEN runs as a strict xfail (a known bug fixed elsewhere).
@@ -134,6 +134,20 @@ def _env() -> dict:
     return env
 
 
+SAFE_FORM = """const NAME: &str = "readme_safe";
+fn compute_swap(data: &[u8]) -> u64 {
+    let side = data[0];
+    let input = u64::from_le_bytes(data[1..9].try_into().unwrap()) as u128;
+    let rx = u64::from_le_bytes(data[9..17].try_into().unwrap()) as u128;
+    let ry = u64::from_le_bytes(data[17..25].try_into().unwrap()) as u128;
+    let net = input * 9970 / 10000;
+    let (r_in, r_out) = if side == 0 { (ry, rx) } else { (rx, ry) };
+    (r_out * net / (r_in + net)) as u64
+}
+fn after_swap(_data: &[u8], _storage: &mut [u8]) {}
+"""
+
+
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
     """The user's own files; see the module docstring."""
@@ -141,9 +155,10 @@ def folder(tmp_path_factory) -> Path:
 
     d = tmp_path_factory.mktemp("readme")
     starters = starter_strategies()
-    for name, source in zip(("my_strategy.rs", "other.rs", "mine.rs", "theirs.rs"),
+    for name, source in zip(("my_strategy.rs", "other.rs", "mine.rs", "theirs.rs", "mine_v2.rs"),
                             starters + starters):
         shutil.copy(source, d / name)
+    (d / "my.rs").write_text(SAFE_FORM)
     shutil.copy(compile_rust(d / "my_strategy.rs"), d / "lib_prebuilt.so")
     return d
 
