@@ -266,23 +266,14 @@ fn arbitrage<Q: Fn(bool, u64) -> u64>(
     };
     let reserve_in = if is_buy { ry as f64 } else { rx as f64 };
     let max_in = if bracket_scaled { reserve_in * 0.9 } else { reserve_in * 0.9 / SCALE_F };
-    // The reference's strategy bracket is 1e9 times too wide, so most of its probes saturate
-    // at u64::MAX: remember the last quote (quotes are pure functions of the payload).
-    let last = std::cell::Cell::new((0u64, 0u64));
+    // Every probe calls the strategy, exactly as the reference does: a strategy may keep
+    // process-global state, so the number and order of calls is part of the result.
     let profit = |input: f64| -> f64 {
         let input_scaled = (input * SCALE_F) as u64;
         if input_scaled == 0 {
             return 0.0;
         }
-        let (seen, seen_out) = last.get();
-        let out = if seen == input_scaled && seen != 0 {
-            seen_out
-        } else {
-            let o = quote(is_buy, input_scaled);
-            last.set((input_scaled, o));
-            o
-        };
-        let out = out as f64 / SCALE_F;
+        let out = quote(is_buy, input_scaled) as f64 / SCALE_F;
         if is_buy { out * fair - input } else { out - input * fair }
     };
     let (best_in, best_profit) = golden_section_max(profit, 0.0, max_in, profile);
@@ -300,6 +291,7 @@ fn route<Q: Fn(usize, bool, u64) -> u64>(
     is_buy: bool,
     total_input: f64,
     profile: Profile,
+    pure: &[bool],
     quote: Q,
 ) -> Vec<(u64, u64)> {
     let n = reserves.len();
@@ -318,16 +310,26 @@ fn route<Q: Fn(usize, bool, u64) -> u64>(
         .iter()
         .map(|&(rx, ry)| if is_buy { ry as f64 * 0.9 / SCALE_F } else { rx as f64 * 0.9 / SCALE_F })
         .collect();
-    // The reference re-evaluates these two marginals on every call of `absorb`; quotes are
-    // pure functions of the payload (`propamm validate` checks it), so evaluate them once.
-    let m_tiny: Vec<f64> = (0..n).map(|i| marginal(i, tiny)).collect();
-    let m_cap: Vec<f64> = (0..n).map(|i| marginal(i, max_in[i])).collect();
+    // The reference re-evaluates both end marginals on every call of `absorb`. A strategy's
+    // quotes are calls into untrusted code that may keep process-global state, so they are
+    // repeated in the same order; only pools whose quotes are this core's own pure
+    // arithmetic (`pure[i]`: the normalizer, built-in fixed-fee pools) are evaluated once.
+    let ends = |i: usize| (marginal(i, tiny), marginal(i, max_in[i]));
+    let cached: Vec<Option<(f64, f64)>> = (0..n).map(|i| if pure[i] { Some(ends(i)) } else { None }).collect();
+    let m_tiny = |i: usize| match cached[i] {
+        Some((t, _)) => t,
+        None => marginal(i, tiny),
+    };
+    let m_cap = |i: usize| match cached[i] {
+        Some((_, c)) => c,
+        None => marginal(i, max_in[i]),
+    };
     let absorb = |i: usize, lambda: f64| -> f64 {
         let max_in = max_in[i];
-        if m_tiny[i] < lambda {
+        if m_tiny(i) < lambda {
             return 0.0;
         }
-        if m_cap[i] >= lambda {
+        if m_cap(i) >= lambda {
             return max_in;
         }
         let (mut lo, mut hi) = (0.0f64, max_in);
@@ -340,7 +342,7 @@ fn route<Q: Fn(usize, bool, u64) -> u64>(
         }
         0.5 * (lo + hi)
     };
-    let lambda_max = m_tiny.iter().cloned().fold(0.0f64, f64::max);
+    let lambda_max = (0..n).map(m_tiny).fold(0.0f64, f64::max);
     let (mut lo, mut hi) = (0.0f64, lambda_max * 1.5);
     for _ in 0..80 {
         let mid = 0.5 * (lo + hi);
@@ -512,6 +514,9 @@ struct Sim<'a> {
     cfg: &'a PammConfig,
     profile: Profile,
     quoters: Vec<Quoter>,
+    /// Per router slot (strategies, then the normalizer): quotes are this core's own pure
+    /// arithmetic, so the router may evaluate them once.
+    pure: Vec<bool>,
     norm_fee: u32,
     strats: Vec<Amm>,
     norm: Amm,
@@ -564,7 +569,7 @@ impl<'a> Sim<'a> {
         let allocations = {
             let (quoters, strats, fee) = (&self.quoters, &self.strats, self.norm_fee);
             let res = &reserves;
-            route(&reserves, is_buy, total_input, self.profile, |i, b, x| {
+            route(&reserves, is_buy, total_input, self.profile, &self.pure, |i, b, x| {
                 let (rx, ry) = res[i];
                 if i < n {
                     quoters[i].quote(b, x, rx, ry, &strats[i].storage)
@@ -647,10 +652,16 @@ pub unsafe extern "C" fn pamm_run(
 
     let norm_rx = (cfg.base_reserve_x as f64 * market.norm_liquidity_mult) as u64;
     let norm_ry = (cfg.base_reserve_y as f64 * market.norm_liquidity_mult) as u64;
+    let pure = quoters
+        .iter()
+        .map(|q| matches!(q, Quoter::Cpamm { .. }))
+        .chain(std::iter::once(true))
+        .collect();
     let mut sim = Sim {
         cfg,
         profile,
         quoters,
+        pure,
         norm_fee: market.norm_fee_bps,
         strats: (0..n).map(|_| Amm::new(cfg.base_reserve_x, cfg.base_reserve_y, 1.0 / n as f64)).collect(),
         norm: Amm::new(norm_rx, norm_ry, 1.0),
