@@ -237,7 +237,7 @@ const PAGE: usize = 4096;
 
 impl QuotePayload {
     /// Writes the header (and the storage if it may differ from the last call's).
-    #[inline]
+    #[inline(always)]
     fn fill(&self, is_buy: bool, input: u64, rx: u64, ry: u64, storage: &[u8; STORAGE]) {
         let mut head = [0u8; 25];
         head[0] = if is_buy { 0 } else { 1 };
@@ -351,6 +351,7 @@ enum Quoter {
 }
 
 impl Quoter {
+    #[inline(always)]
     fn quote(&self, is_buy: bool, input: u64, rx: u64, ry: u64, storage: &[u8; STORAGE]) -> u64 {
         match self {
             Quoter::Native { compute, payload, meter, .. } => {
