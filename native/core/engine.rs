@@ -262,7 +262,8 @@ struct PayloadPages {
     read: *const u8,
     len: usize,
     shared: bool,
-    fallback: Vec<u8>,
+    /// Owns the private buffer when `shared` is false.
+    _fallback: Vec<u8>,
 }
 
 #[cfg(target_os = "linux")]
@@ -314,11 +315,11 @@ impl PayloadPages {
         let len = slots.max(1) * PAGE;
         #[cfg(target_os = "linux")]
         if let Some((write, read)) = pages::twin_views(len) {
-            return PayloadPages { write, read, len, shared: true, fallback: Vec::new() };
+            return PayloadPages { write, read, len, shared: true, _fallback: Vec::new() };
         }
         let mut fallback = vec![0u8; slots.max(1) * PAYLOAD];
         let write = fallback.as_mut_ptr();
-        PayloadPages { write, read: write, len, shared: false, fallback }
+        PayloadPages { write, read: write, len, shared: false, _fallback: fallback }
     }
 
     fn slot(&self, k: usize) -> QuotePayload {
@@ -341,7 +342,6 @@ impl Drop for PayloadPages {
                 pages::munmap(self.read as *mut _, self.len);
             }
         }
-        let _ = &self.fallback;
     }
 }
 
