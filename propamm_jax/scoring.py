@@ -194,11 +194,16 @@ def _worker(request: ScoreRequest, tasks, results, stderr_path: str) -> None:
 
 
 def _blocks(seeds: list[int], workers: int, max_block: int = 8) -> list[list[tuple[int, int]]]:
-    """Blocks of (index, seed), small enough to balance the workers (tape cost is per seed)."""
-    per_worker = -(-len(seeds) // workers)
-    size = max(1, min(max_block, per_worker))
+    """Blocks of (index, seed), taken in order by whichever worker is free. Sizes shrink
+    towards the end (a share of what is left, at most `max_block`: the tape is generated per
+    block), so the workers finish together instead of one running a whole last block alone."""
     indexed = list(enumerate(seeds))
-    return [indexed[i : i + size] for i in range(0, len(indexed), size)]
+    blocks, at = [], 0
+    while at < len(indexed):
+        size = max(1, min(max_block, -(-(len(indexed) - at) // (2 * workers))))
+        blocks.append(indexed[at : at + size])
+        at += size
+    return blocks
 
 
 def _blame(cell_path: str, labels: tuple[str, ...]) -> tuple[str | None, str]:

@@ -33,7 +33,7 @@ def strategy_path(name: str) -> Path:
     raise FileNotFoundError(name)
 
 
-def score_like(expected: dict):
+def score_like(expected: dict, workers: int | None = None):
     """Scores with the strategies, seeds, config, profile and traces of a results file."""
     from propamm_jax.config import SimConfig
     from propamm_jax.scoring import score
@@ -43,7 +43,8 @@ def score_like(expected: dict):
                  config=SimConfig.from_json(expected["config"]),
                  seeds=[s["seed"] for s in expected["sims"]], profile=expected["engine"],
                  trace_seeds=[t["seed"] for t in traces],
-                 trace_steps=len(traces[0]["steps"]) if traces else 0, progress=False)
+                 trace_steps=len(traces[0]["steps"]) if traces else 0, progress=False,
+                 workers=workers)
 
 
 def first_difference(ours, theirs, path: str = "") -> str | None:

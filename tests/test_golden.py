@@ -5,6 +5,10 @@ correction (profile corrected). `parity/`: further runs of the same two engines 
 golden files do not cover: 10 strategies (more than the 8 competitor-price slots), seeds near
 2^64, an epoch_len that does not divide steps, an epoch every step, and a strategy whose fees
 depend on every byte of every payload it receives (`payload_reader.rs`).
+`parity/process_state/`: a strategy with process-global state (`global_counter.rs`: a
+`static` trail of every call sets its fees), run by the reference one process per
+simulation; it matches only if the core makes exactly the reference's calls, in its order,
+from a fresh process state.
 Every float is compared with `==`.
 """
 
@@ -14,7 +18,11 @@ import json
 
 import pytest
 
-from conftest import GOLDEN, GOLDEN_FILES, PARITY, PARITY_FILES, assert_identical
+from conftest import (GOLDEN, GOLDEN_FILES, PARITY, PARITY_FILES, assert_identical,
+                      first_difference, score_like)
+
+PROCESS_STATE = PARITY / "process_state"
+PROCESS_STATE_FILES = sorted(p.name for p in PROCESS_STATE.glob("*.json"))
 
 
 @pytest.mark.parametrize("name", GOLDEN_FILES)
@@ -25,3 +33,23 @@ def test_golden_file_identical(name):
 @pytest.mark.parametrize("name", PARITY_FILES)
 def test_unseen_cases_identical(name):
     assert_identical(json.loads((PARITY / name).read_text()))
+
+
+@pytest.mark.parametrize("name", PROCESS_STATE_FILES)
+def test_global_state_strategy_scores_as_the_reference_alone(name):
+    """Each simulation in its own scoring call with one worker, so each runs in a fresh
+    process, as the reference run alone for that seed; seeds in reverse order. (Assumes
+    `score` gives every worker a new process; once a worker forks per simulation, this can
+    be one multi-seed call with several workers.)"""
+    expected = json.loads((PROCESS_STATE / name).read_text())
+    assert any(s["strategies"][1]["name"] == "global_counter" for s in expected["sims"])
+    traced = {t["seed"]: t for t in expected.get("traces", [])}
+    for sim in reversed(expected["sims"]):
+        one = dict(expected, sims=[sim], traces=[traced[sim["seed"]]] if sim["seed"] in traced else [])
+        result = score_like(one, workers=1)
+        assert not result.failures, [f.line() for f in result.failures]
+        ours = result.results.to_json()
+        diff = first_difference(ours["sims"], [sim], f"seed {sim['seed']}")
+        assert diff is None, diff
+        diff = first_difference(ours.get("traces", []), one["traces"], "traces")
+        assert diff is None, diff

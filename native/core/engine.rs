@@ -132,62 +132,231 @@ impl Amm {
     }
 }
 
+/// floor(a * b / d), d > 0. Why not plain u128 arithmetic: u128 division is a library call
+/// (`__udivti3`), and the normalizer's quotes run a few hundred times per order. When the
+/// divisor and the quotient fit in 64 bits (always, for the quotes below), x86-64's `div`
+/// gives the same floor directly.
+#[inline]
+fn mul_div(a: u64, b: u64, d: u128) -> u128 {
+    let p = a as u128 * b as u128;
+    if d <= u64::MAX as u128 && ((p >> 64) as u64) < d as u64 {
+        div_128_by_64(p, d as u64) as u128
+    } else {
+        p / d
+    }
+}
+
+/// floor(n / d) for n < d * 2^64 (the quotient fits in 64 bits).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn div_128_by_64(n: u128, d: u64) -> u64 {
+    let quotient: u64;
+    unsafe {
+        std::arch::asm!("div {d}", d = in(reg) d, inout("rax") n as u64 => quotient,
+                        inout("rdx") (n >> 64) as u64 => _, options(pure, nomem, nostack));
+    }
+    quotient
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline]
+fn div_128_by_64(n: u128, d: u64) -> u64 {
+    (n / d as u128) as u64
+}
+
+/// floor(input * gamma / 10 000) for gamma <= 10 000, in 64-bit operations: with
+/// input = 10 000 a + b, it is a * gamma + floor(b * gamma / 10 000), and a * gamma < 2^64.
+#[inline]
+fn scale_bps(input: u64, gamma: u64) -> u128 {
+    (input / 10_000 * gamma + input % 10_000 * gamma / 10_000) as u128
+}
+
 fn cpamm_quote(input: u64, r_in: u64, r_out: u64, fee_bps: u32) -> u64 {
     if input == 0 || r_in == 0 || r_out == 0 {
         return 0;
     }
-    let eff = input as u128 * (10_000 - fee_bps.min(10_000)) as u128 / 10_000;
-    (r_out as u128 * eff / (r_in as u128 + eff)) as u64
+    let eff = scale_bps(input, (10_000 - fee_bps.min(10_000)) as u64);
+    mul_div(r_out, eff as u64, r_in as u128 + eff) as u64
 }
 
 /// The normalizer's quote: the reference's own CPAMM (no zero-input guard).
 fn normalizer_quote(input: u64, r_in: u64, r_out: u64, fee_bps: u32) -> u64 {
-    let eff = input as u128 * (10_000 - fee_bps) as u128 / 10_000;
+    let eff = scale_bps(input, (10_000 - fee_bps) as u64);
     if r_in as u128 + eff == 0 {
         return 0;
     }
-    (r_out as u128 * eff / (r_in as u128 + eff)) as u64
-}
-
-enum Quoter {
-    Native { compute: ComputeSwapFn, after: AfterSwapFn },
-    Cpamm { fee_buy: u32, fee_sell: u32 },
+    mul_div(r_out, eff as u64, r_in as u128 + eff) as u64
 }
 
 use std::cell::Cell;
 use std::time::Instant;
 
-thread_local! {
-    static MEASURE: Cell<bool> = const { Cell::new(false) };
-    static CALLS: Cell<u64> = const { Cell::new(0) };
-    static CALL_NS: Cell<u64> = const { Cell::new(0) };
+/// Counts and times strategy calls when the benchmark asks for it (one per strategy slot,
+/// summed at the end; no thread-local lookup on the hot path).
+struct Meter {
+    on: bool,
+    calls: Cell<u64>,
+    ns: Cell<u64>,
 }
 
-/// Runs a strategy call, timing it when the benchmark asked for it.
-#[inline]
-fn timed<T>(call: impl FnOnce() -> T) -> T {
-    if !MEASURE.with(|m| m.get()) {
-        return call();
+impl Meter {
+    #[inline]
+    fn run<T>(&self, call: impl FnOnce() -> T) -> T {
+        if !self.on {
+            return call();
+        }
+        let start = Instant::now();
+        let out = call();
+        self.calls.set(self.calls.get() + 1);
+        self.ns.set(self.ns.get() + start.elapsed().as_nanos() as u64);
+        out
     }
-    let start = Instant::now();
-    let out = call();
-    let ns = start.elapsed().as_nanos() as u64;
-    CALLS.with(|c| c.set(c.get() + 1));
-    CALL_NS.with(|c| c.set(c.get() + ns));
-    out
+}
+
+/// The 1049-byte compute_swap payload of one strategy slot, kept between calls.
+///
+/// Why: the reference builds a fresh payload (tag, input, reserves, then a copy of the 1024
+/// bytes of storage) for every call, and a simulation makes millions of calls; copying the
+/// storage each time was the core's largest cost. Here the payload lives in a page mapped
+/// twice (Linux memfd): the core writes through one view, and the strategy is handed the
+/// other, which is read-only. The storage part is rewritten only after a hook (the only
+/// place storage changes), the header on every call. A strategy therefore sees, call for
+/// call, exactly the bytes the reference would give it; one that writes into its input
+/// (a `*const` pointer) faults and is reported as a crash instead of being fed its own
+/// writes. Where the two views cannot be had, `shared` is false and every call rewrites the
+/// whole payload, as the reference does.
+struct QuotePayload {
+    write: *mut u8,
+    read: *const u8,
+    shared: bool,
+    storage_synced: Cell<bool>,
+}
+
+const PAYLOAD: usize = 25 + STORAGE;
+const PAGE: usize = 4096;
+
+impl QuotePayload {
+    /// Writes the header (and the storage if it may differ from the last call's).
+    #[inline(always)]
+    fn fill(&self, is_buy: bool, input: u64, rx: u64, ry: u64, storage: &[u8; STORAGE]) {
+        let mut head = [0u8; 25];
+        head[0] = if is_buy { 0 } else { 1 };
+        head[1..9].copy_from_slice(&input.to_le_bytes());
+        head[9..17].copy_from_slice(&rx.to_le_bytes());
+        head[17..25].copy_from_slice(&ry.to_le_bytes());
+        unsafe {
+            std::ptr::copy_nonoverlapping(head.as_ptr(), self.write, 25);
+            if !self.shared || !self.storage_synced.get() {
+                std::ptr::copy_nonoverlapping(storage.as_ptr(), self.write.add(25), STORAGE);
+                self.storage_synced.set(self.shared);
+            }
+        }
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Pages holding every slot's payload: a read-write and a read-only view of one memfd
+/// (Linux), or a private buffer elsewhere. Unmapped when the simulation ends.
+struct PayloadPages {
+    write: *mut u8,
+    read: *const u8,
+    len: usize,
+    shared: bool,
+    /// Owns the private buffer when `shared` is false.
+    _fallback: Vec<u8>,
+}
+
+#[cfg(target_os = "linux")]
+mod pages {
+    use std::ffi::{c_char, c_int, c_uint, c_void};
+    extern "C" {
+        fn memfd_create(name: *const c_char, flags: c_uint) -> c_int;
+        fn ftruncate(fd: c_int, length: i64) -> c_int;
+        fn mmap(addr: *mut c_void, len: usize, prot: c_int, flags: c_int, fd: c_int, off: i64) -> *mut c_void;
+        pub fn munmap(addr: *mut c_void, len: usize) -> c_int;
+        fn close(fd: c_int) -> c_int;
+    }
+    const PROT_READ: c_int = 1;
+    const PROT_WRITE: c_int = 2;
+    const MAP_SHARED: c_int = 1;
+    const MFD_CLOEXEC: c_uint = 1;
+
+    /// (read-write view, read-only view) of `len` fresh zeroed bytes, or None.
+    pub fn twin_views(len: usize) -> Option<(*mut u8, *const u8)> {
+        unsafe {
+            let fd = memfd_create(b"pamm-quote\0".as_ptr() as *const c_char, MFD_CLOEXEC);
+            if fd < 0 {
+                return None;
+            }
+            let failed = !0usize as *mut c_void;
+            let mut views = None;
+            if ftruncate(fd, len as i64) == 0 {
+                let w = mmap(std::ptr::null_mut(), len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+                let r = mmap(std::ptr::null_mut(), len, PROT_READ, MAP_SHARED, fd, 0);
+                if w != failed && r != failed {
+                    views = Some((w as *mut u8, r as *const u8));
+                } else {
+                    if w != failed {
+                        munmap(w, len);
+                    }
+                    if r != failed {
+                        munmap(r, len);
+                    }
+                }
+            }
+            close(fd);
+            views
+        }
+    }
+}
+
+impl PayloadPages {
+    fn new(slots: usize) -> Self {
+        let len = slots.max(1) * PAGE;
+        #[cfg(target_os = "linux")]
+        if let Some((write, read)) = pages::twin_views(len) {
+            return PayloadPages { write, read, len, shared: true, _fallback: Vec::new() };
+        }
+        let mut fallback = vec![0u8; slots.max(1) * PAYLOAD];
+        let write = fallback.as_mut_ptr();
+        PayloadPages { write, read: write, len, shared: false, _fallback: fallback }
+    }
+
+    fn slot(&self, k: usize) -> QuotePayload {
+        let at = if self.shared { k * PAGE } else { k * PAYLOAD };
+        QuotePayload {
+            write: unsafe { self.write.add(at) },
+            read: unsafe { self.read.add(at) },
+            shared: self.shared,
+            storage_synced: Cell::new(false),
+        }
+    }
+}
+
+impl Drop for PayloadPages {
+    fn drop(&mut self) {
+        #[cfg(target_os = "linux")]
+        if self.shared {
+            unsafe {
+                pages::munmap(self.write as *mut _, self.len);
+                pages::munmap(self.read as *mut _, self.len);
+            }
+        }
+    }
+}
+
+enum Quoter {
+    Native { compute: ComputeSwapFn, after: AfterSwapFn, payload: QuotePayload, meter: Meter },
+    Cpamm { fee_buy: u32, fee_sell: u32 },
 }
 
 impl Quoter {
+    #[inline(always)]
     fn quote(&self, is_buy: bool, input: u64, rx: u64, ry: u64, storage: &[u8; STORAGE]) -> u64 {
         match self {
-            Quoter::Native { compute, .. } => {
-                let mut buf = [0u8; 25 + STORAGE];
-                buf[0] = if is_buy { 0 } else { 1 };
-                buf[1..9].copy_from_slice(&input.to_le_bytes());
-                buf[9..17].copy_from_slice(&rx.to_le_bytes());
-                buf[17..25].copy_from_slice(&ry.to_le_bytes());
-                buf[25..].copy_from_slice(storage);
-                timed(|| unsafe { compute(buf.as_ptr(), buf.len()) })
+            Quoter::Native { compute, payload, meter, .. } => {
+                payload.fill(is_buy, input, rx, ry, storage);
+                meter.run(|| unsafe { compute(payload.read, PAYLOAD) })
             }
             Quoter::Cpamm { fee_buy, fee_sell } => {
                 if is_buy {
@@ -199,9 +368,11 @@ impl Quoter {
         }
     }
 
+    /// Calls the strategy's after_swap with a trade or epoch payload; its storage may change.
     fn hook(&self, payload: &[u8], storage: &mut [u8; STORAGE]) {
-        if let Quoter::Native { after, .. } = self {
-            timed(|| unsafe { after(payload.as_ptr(), payload.len(), storage.as_mut_ptr()) })
+        if let Quoter::Native { after, payload: quote_payload, meter, .. } = self {
+            meter.run(|| unsafe { after(payload.as_ptr(), payload.len(), storage.as_mut_ptr()) });
+            quote_payload.storage_synced.set(false);
         }
     }
 }
@@ -266,23 +437,14 @@ fn arbitrage<Q: Fn(bool, u64) -> u64>(
     };
     let reserve_in = if is_buy { ry as f64 } else { rx as f64 };
     let max_in = if bracket_scaled { reserve_in * 0.9 } else { reserve_in * 0.9 / SCALE_F };
-    // The reference's strategy bracket is 1e9 times too wide, so most of its probes saturate
-    // at u64::MAX: remember the last quote (quotes are pure functions of the payload).
-    let last = std::cell::Cell::new((0u64, 0u64));
+    // Every probe calls the strategy, exactly as the reference does: a strategy may keep
+    // process-global state, so the number and order of calls is part of the result.
     let profit = |input: f64| -> f64 {
         let input_scaled = (input * SCALE_F) as u64;
         if input_scaled == 0 {
             return 0.0;
         }
-        let (seen, seen_out) = last.get();
-        let out = if seen == input_scaled && seen != 0 {
-            seen_out
-        } else {
-            let o = quote(is_buy, input_scaled);
-            last.set((input_scaled, o));
-            o
-        };
-        let out = out as f64 / SCALE_F;
+        let out = quote(is_buy, input_scaled) as f64 / SCALE_F;
         if is_buy { out * fair - input } else { out - input * fair }
     };
     let (best_in, best_profit) = golden_section_max(profit, 0.0, max_in, profile);
@@ -300,6 +462,7 @@ fn route<Q: Fn(usize, bool, u64) -> u64>(
     is_buy: bool,
     total_input: f64,
     profile: Profile,
+    pure: &[bool],
     quote: Q,
 ) -> Vec<(u64, u64)> {
     let n = reserves.len();
@@ -318,16 +481,26 @@ fn route<Q: Fn(usize, bool, u64) -> u64>(
         .iter()
         .map(|&(rx, ry)| if is_buy { ry as f64 * 0.9 / SCALE_F } else { rx as f64 * 0.9 / SCALE_F })
         .collect();
-    // The reference re-evaluates these two marginals on every call of `absorb`; quotes are
-    // pure functions of the payload (`propamm validate` checks it), so evaluate them once.
-    let m_tiny: Vec<f64> = (0..n).map(|i| marginal(i, tiny)).collect();
-    let m_cap: Vec<f64> = (0..n).map(|i| marginal(i, max_in[i])).collect();
+    // The reference re-evaluates both end marginals on every call of `absorb`. A strategy's
+    // quotes are calls into untrusted code that may keep process-global state, so they are
+    // repeated in the same order; only pools whose quotes are this core's own pure
+    // arithmetic (`pure[i]`: the normalizer, built-in fixed-fee pools) are evaluated once.
+    let ends = |i: usize| (marginal(i, tiny), marginal(i, max_in[i]));
+    let cached: Vec<Option<(f64, f64)>> = (0..n).map(|i| if pure[i] { Some(ends(i)) } else { None }).collect();
+    let m_tiny = |i: usize| match cached[i] {
+        Some((t, _)) => t,
+        None => marginal(i, tiny),
+    };
+    let m_cap = |i: usize| match cached[i] {
+        Some((_, c)) => c,
+        None => marginal(i, max_in[i]),
+    };
     let absorb = |i: usize, lambda: f64| -> f64 {
         let max_in = max_in[i];
-        if m_tiny[i] < lambda {
+        if m_tiny(i) < lambda {
             return 0.0;
         }
-        if m_cap[i] >= lambda {
+        if m_cap(i) >= lambda {
             return max_in;
         }
         let (mut lo, mut hi) = (0.0f64, max_in);
@@ -340,7 +513,7 @@ fn route<Q: Fn(usize, bool, u64) -> u64>(
         }
         0.5 * (lo + hi)
     };
-    let lambda_max = m_tiny.iter().cloned().fold(0.0f64, f64::max);
+    let lambda_max = (0..n).map(m_tiny).fold(0.0f64, f64::max);
     let (mut lo, mut hi) = (0.0f64, lambda_max * 1.5);
     for _ in 0..80 {
         let mid = 0.5 * (lo + hi);
@@ -512,6 +685,9 @@ struct Sim<'a> {
     cfg: &'a PammConfig,
     profile: Profile,
     quoters: Vec<Quoter>,
+    /// Per router slot (strategies, then the normalizer): quotes are this core's own pure
+    /// arithmetic, so the router may evaluate them once.
+    pure: Vec<bool>,
     norm_fee: u32,
     strats: Vec<Amm>,
     norm: Amm,
@@ -564,7 +740,7 @@ impl<'a> Sim<'a> {
         let allocations = {
             let (quoters, strats, fee) = (&self.quoters, &self.strats, self.norm_fee);
             let res = &reserves;
-            route(&reserves, is_buy, total_input, self.profile, |i, b, x| {
+            route(&reserves, is_buy, total_input, self.profile, &self.pure, |i, b, x| {
                 let (rx, ry) = res[i];
                 if i < n {
                     quoters[i].quote(b, x, rx, ry, &strats[i].storage)
@@ -624,20 +800,20 @@ pub unsafe extern "C" fn pamm_run(
         _ => return -2,
     };
     let pools = slice::from_raw_parts(pools, n);
+    let pages = PayloadPages::new(n);
     let mut quoters = Vec::with_capacity(n);
-    for p in pools {
+    for (k, p) in pools.iter().enumerate() {
         quoters.push(match p.kind {
             0 => Quoter::Native {
                 compute: std::mem::transmute::<usize, ComputeSwapFn>(p.compute_swap),
                 after: std::mem::transmute::<usize, AfterSwapFn>(p.after_swap),
+                payload: pages.slot(k),
+                meter: Meter { on: cfg.measure_calls != 0, calls: Cell::new(0), ns: Cell::new(0) },
             },
             1 => Quoter::Cpamm { fee_buy: p.fee_buy_bps, fee_sell: p.fee_sell_bps },
             _ => return -3,
         });
     }
-    MEASURE.with(|m| m.set(cfg.measure_calls != 0));
-    CALLS.with(|c| c.set(0));
-    CALL_NS.with(|c| c.set(0));
     let steps = cfg.steps as usize;
     let fair_price = slice::from_raw_parts(market.fair_price, steps);
     let order_start = slice::from_raw_parts(market.order_start, steps + 1);
@@ -647,10 +823,16 @@ pub unsafe extern "C" fn pamm_run(
 
     let norm_rx = (cfg.base_reserve_x as f64 * market.norm_liquidity_mult) as u64;
     let norm_ry = (cfg.base_reserve_y as f64 * market.norm_liquidity_mult) as u64;
+    let pure = quoters
+        .iter()
+        .map(|q| matches!(q, Quoter::Cpamm { .. }))
+        .chain(std::iter::once(true))
+        .collect();
     let mut sim = Sim {
         cfg,
         profile,
         quoters,
+        pure,
         norm_fee: market.norm_fee_bps,
         strats: (0..n).map(|_| Amm::new(cfg.base_reserve_x, cfg.base_reserve_y, 1.0 / n as f64)).collect(),
         norm: Amm::new(norm_rx, norm_ry, 1.0),
@@ -700,8 +882,15 @@ pub unsafe extern "C" fn pamm_run(
     *out.normalizer_edge = sim.norm.cumulative_edge;
     *out.epochs_written = epochs_written as u64;
     if !out.call_stats.is_null() {
-        *out.call_stats = CALLS.with(|c| c.get());
-        *out.call_stats.add(1) = CALL_NS.with(|c| c.get());
+        let (mut calls, mut ns) = (0u64, 0u64);
+        for q in &sim.quoters {
+            if let Quoter::Native { meter, .. } = q {
+                calls += meter.calls.get();
+                ns += meter.ns.get();
+            }
+        }
+        *out.call_stats = calls;
+        *out.call_stats.add(1) = ns;
     }
     0
 }
