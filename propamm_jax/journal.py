@@ -3,7 +3,8 @@
 A run killed at any point (SIGKILL included: each line is flushed to the kernel before the
 next simulation is accepted) loses at most the simulations in flight. `score --resume` reads
 the journal back, skips what it holds and scores the rest. The first line identifies the run
-(profile, config, strategy labels and the SHA-256 of each compiled library, seeds, traces):
+(package version, SHA-256 of the compiled scoring core and call guard, profile, config,
+strategy labels and the SHA-256 of each compiled library, seeds, traces):
 a journal of another run is refused rather than mixed in. Floats go through Python's `json`,
 whose shortest round-trip form gives back the same f64 bits, so a resumed run's results are
 identical to an uninterrupted one.
@@ -30,12 +31,26 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
+def package_version() -> str:
+    """The installed propamm-jax version ("unknown" when running from an uninstalled tree)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("propamm-jax")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def run_identity(profile: str, config_json: dict, labels: Iterable[str],
                  libraries: Iterable[str], seeds: list[int], trace_seeds: Iterable[int],
-                 trace_steps: int) -> dict:
-    """What makes two runs the same run: resuming is only allowed between equal identities."""
+                 trace_steps: int, native: Iterable[str] = ()) -> dict:
+    """What makes two runs the same run: resuming is only allowed between equal identities.
+    `native`: the compiled scoring core and call guard, hashed like the strategies, so that
+    a journal written by another core (or another package version) is never mixed in."""
     seed_hash = hashlib.sha256(",".join(map(str, seeds)).encode()).hexdigest()
     return {
+        "package_version": package_version(),
+        "core_sha256": [_sha256(p) for p in native],
         "profile": profile,
         "config": config_json,
         "strategies": list(labels),
