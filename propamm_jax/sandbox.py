@@ -42,7 +42,7 @@ from propamm_jax.errors import PropammError
 # What a worker's clean environment keeps: only the project's own settings, resolved.
 _KEEP = ("PROPAMM_NO_TAPE_CACHE",)
 # One thread per worker: workers fork a child per simulation, and a fork copies one thread.
-_THREADS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+_THREADS = {"OPENBLAS_NUM_THREADS": "1"}
 
 BWRAP = "bwrap"
 MODES = ("auto", "require", "off")   # sandbox on where available / refuse without / old confinement
@@ -262,6 +262,7 @@ class Worker:
     channel: Channel
     stderr_path: str
     workdir: str
+    in_bwrap: bool = False
 
     def send(self, obj) -> bool:
         """Sends a pickled frame; False when the worker is gone."""
@@ -279,17 +280,19 @@ class Worker:
         self.proc.kill()
 
     def close(self) -> int:
-        """Ends the worker (closing its input first lets it exit cleanly) and reaps it."""
+        """Ends the worker (closing its input first lets it exit cleanly) and reaps it.
+        Returns its exit code, negative for a signal (bwrap reports a signal as 128 + n)."""
         for stream in (self.proc.stdin, self.proc.stdout):
             try:
                 stream.close()
             except OSError:
                 pass
         try:
-            return self.proc.wait(timeout=2)
+            code = self.proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
             self.kill()
-            return self.proc.wait()
+            code = self.proc.wait()
+        return 128 - code if self.in_bwrap and 128 < code < 160 else code
 
 
 def launch(job: dict, readable: Sequence[str], tmpdir: str, name: str, mode: str,
@@ -310,7 +313,7 @@ def launch(job: dict, readable: Sequence[str], tmpdir: str, name: str, mode: str
         proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=err, env=env, cwd=workdir, pass_fds=tuple(pass_fds),
                                 start_new_session=True)
-    worker = Worker(proc, Channel(proc.stdout.fileno()), stderr_path, workdir)
+    worker = Worker(proc, Channel(proc.stdout.fileno()), stderr_path, workdir, in_bwrap)
     worker.send(job)
     return worker
 
