@@ -241,9 +241,11 @@ def run_simulations(request: ScoreRequest, seeds: list[int], workers: int,
                     on_result: Callable[[int, dict, dict | None], None],
                     on_progress: Callable[[int], None] | None = None,
                     on_failure: Callable[[Failure], None] | None = None,
-                    sandbox: str = "auto") -> list[Failure]:
+                    sandbox: str = "auto",
+                    on_start: Callable[[int], None] | None = None) -> list[Failure]:
     """Scores `seeds` in `workers` sandboxed processes, calling `on_result(index, record,
-    trace)` for each finished simulation as it arrives. A simulation whose child dies or
+    trace)` for each finished simulation as it arrives (and `on_start(index)` as each
+    starts: benchmarks time failure detection with it). A simulation whose child dies or
     hangs, or whose worker dies, is reported as a failure; the worker goes on (or is
     replaced) and every other simulation still runs. Returns the failures."""
     todo = deque(_blocks(seeds, workers))
@@ -301,7 +303,7 @@ def run_simulations(request: ScoreRequest, seeds: list[int], workers: int,
                         messages = slot.worker.channel.feed()
                         for message in messages:
                             _handle(slot, message, seeds, request, pending, on_result,
-                                    on_progress, fail, feed)
+                                    on_progress, fail, feed, on_start)
                     except (ValueError, TypeError, KeyError, IndexError) as exc:
                         lost(slot, f"protocol violation from the worker ({type(exc).__name__})")
                         continue
@@ -319,7 +321,7 @@ def run_simulations(request: ScoreRequest, seeds: list[int], workers: int,
 
 
 def _handle(slot: _Slot, message: list, seeds: list[int], request: ScoreRequest,
-            pending: set[int], on_result, on_progress, fail, feed) -> None:
+            pending: set[int], on_result, on_progress, fail, feed, on_start=None) -> None:
     """One message of a worker: ready for a block, a simulation started, done or failed."""
     kind = message[0]
     if kind == "ready":
@@ -331,6 +333,8 @@ def _handle(slot: _Slot, message: list, seeds: list[int], request: ScoreRequest,
         if slot.block is None or index not in {i for i, _ in slot.block}:
             raise ValueError("start of a simulation not in the worker's block")
         slot.index, slot.since = index, time.monotonic()
+        if on_start:
+            on_start(index)
     elif kind in ("done", "fail"):
         index = message[-1]
         if index != slot.index:
