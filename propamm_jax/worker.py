@@ -113,19 +113,24 @@ def _score_block(request, pools, names, block, cell, out: _Output) -> None:
             return [record, trace]
 
         out.send(["start", index])
-        out.send([*run_forked(simulate, cell, request.call_timeout, request.sim_timeout), index])
+        outcome = run_forked(simulate, cell, request.call_timeout, request.sim_timeout,
+                             close=(0, out.fd))
+        out.send([*outcome, index])
 
 
-def run_forked(work, cell: mmap.mmap, call_timeout: float, sim_timeout: float) -> list:
+def run_forked(work, cell: mmap.mmap, call_timeout: float, sim_timeout: float,
+               close: tuple[int, ...] = ()) -> list:
     """Runs `work()` in a forked child and returns ["done", result] or
     ["fail", cell value, kind, detail] (cell value: the call guard's slot*4+function, 0 when
-    no strategy call was running)."""
+    no strategy call was running). The child closes the fds in `close` first (the worker's
+    task and frame channels: the simulation's strategies cannot read or forge them)."""
     struct.pack_into("<II", cell, 0, 0, 0)
     stderr_path = os.path.abspath("simulation.stderr")
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns
-        os.close(r)
+        for fd in (r, *close):
+            os.close(fd)
         _child(work, w, stderr_path, sim_timeout)
     os.close(w)
     data, why = _watch(pid, r, cell, call_timeout, sim_timeout)
