@@ -111,6 +111,7 @@ def main() -> int:
               f"{seconds:.2f} s")
     print(f"records identical on all four: {same}")
     _overhead(files, libraries, labels)
+    _fork_cost(libraries)
     _detection()
     return 0 if same else 1
 
@@ -136,6 +137,56 @@ def _overhead(files, libraries, labels, n: int = 200) -> None:
                                    sandbox=mode))
         print(f"per-simulation overhead (fork, messages), sandbox {mode}: "
               f"{1000 * (total - one - base) / (n - 1):.2f} ms")
+
+
+def _fork_cost(libraries: list[str], n: int = 40) -> None:
+    """The fork per simulation alone: the same 10-step simulations called directly and
+    through `worker.run_forked` in this process (wall time, and CPU time of parent and
+    children together, which the machine's load does not inflate)."""
+    import mmap
+    import resource
+
+    import numpy as np
+
+    from propamm_jax.config import SimConfig
+    from propamm_jax.native.bridge import NativeStrategy, guarded_pools, run_core
+    from propamm_jax.tape_cache import cached_tape
+    from propamm_jax.worker import run_forked
+
+    def cpu() -> float:
+        own, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    cell = mmap.mmap(-1, 4096)
+    pools = guarded_pools([NativeStrategy(Path(p)) for p in libraries],
+                          np.frombuffer(cell, dtype=np.uint32, count=2).ctypes.data)
+    config = SimConfig(steps=10, epoch_len=10)
+    tape = cached_tape(list(range(n)), config.steps)
+    fair = tape.fair_prices(config.initial_price)
+
+    def simulate(row: int) -> list:
+        lo, hi = tape.order_start[row, 0], tape.order_start[row, -1]
+        run = run_core(config, "reference", pools, int(tape.params.norm_fee_bps[row]),
+                       float(tape.params.norm_liquidity_mult[row]), fair[row],
+                       tape.order_start[row] - lo, tape.order_is_buy[row, lo:hi],
+                       tape.order_size[row, lo:hi])
+        return [run.final_edge.tolist(), None]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chdir(tmp)
+        costs = []
+        for forked in (False, True):
+            t, c = time.perf_counter(), cpu()
+            for row in range(n):
+                if forked:
+                    assert run_forked(lambda r=row: simulate(r), cell, 5.0, 300.0)[0] == "done"
+                else:
+                    simulate(row)
+            costs.append(((time.perf_counter() - t) / n, (cpu() - c) / n))
+        os.chdir(ROOT)
+    (wall0, cpu0), (wall1, cpu1) = costs
+    print(f"fork per simulation: {1000 * (wall1 - wall0):.2f} ms wall, "
+          f"{1000 * (cpu1 - cpu0):.2f} ms CPU ({n} simulations of 10 steps, direct vs forked)")
 
 
 def _detection() -> None:

@@ -245,3 +245,18 @@ def test_workers_see_only_what_they_need(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["False", "False", "['lo']", "2", "[]"], proc.stdout
     assert shutil.which("bwrap")
+
+
+def test_a_worker_message_outside_the_protocol_is_refused():
+    """What a worker sends is untrusted: only the expected messages for its block pass."""
+    from propamm_jax.scoring import _parse, _ProtocolError, _Slot
+
+    slot = _Slot(worker=None, block=[(4, 104), (5, 105)], index=4)
+    assert _parse(slot, ["start", 5]) == ("start", 5, None)
+    assert _parse(slot, ["done", [{"seed": 104}, None], 4]) == ("done", 4, ({"seed": 104}, None))
+    assert _parse(slot, ["fail", 6, "crash", "x", 4]) == ("fail", 4, (6, "crash", "x"))
+    for bad in (["start", 7], ["done", [{}, None], 5], ["done", ["not a dict", None], 4],
+                ["fail", "six", "crash", "x", 4], ["ready", 1], {"kind": "ready"}, [], "ready",
+                ["exec", "rm -rf /"]):
+        with pytest.raises(_ProtocolError):
+            _parse(slot, bad)
