@@ -112,6 +112,7 @@ def main() -> int:
     print(f"records identical on all four: {same}")
     _overhead(files, libraries, labels)
     _fork_cost(libraries)
+    _start_cost()
     _detection()
     return 0 if same else 1
 
@@ -187,6 +188,21 @@ def _fork_cost(libraries: list[str], n: int = 40) -> None:
     (wall0, cpu0), (wall1, cpu1) = costs
     print(f"fork per simulation: {1000 * (wall1 - wall0):.2f} ms wall, "
           f"{1000 * (cpu1 - cpu0):.2f} ms CPU ({n} simulations of 10 steps, direct vs forked)")
+
+
+def _start_cost(n: int = 10) -> None:
+    """What bwrap adds to starting a worker's interpreter (best of `n` starts each)."""
+    import subprocess
+
+    from propamm_jax.sandbox import bwrap_command, worker_env
+
+    def best(command: list[str]) -> float:
+        return min(_timed(lambda: subprocess.run(command, check=True)) for _ in range(n))
+
+    plain = [sys.executable, "-I", "-c", "pass"]
+    bare, boxed = best(plain), best(bwrap_command([], worker_env()) + plain)
+    print(f"interpreter start: {1000 * bare:.0f} ms plain, {1000 * boxed:.0f} ms in bwrap "
+          f"(+{1000 * (boxed - bare):.0f} ms once per worker)")
 
 
 def _detection() -> None:
