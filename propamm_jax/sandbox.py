@@ -213,7 +213,7 @@ def bwrap_command(readable: Sequence[str], env: dict[str, str]) -> list[str]:
     args += _bind_args(_runtime_paths() + [p for p in readable if os.path.exists(p)])
     for key, value in sorted(env.items()):
         args += ["--setenv", key, value]
-    return args + ["--"]
+    return args + ["--remount-ro", "/", "--"]  # the tmpfs at /tmp stays the only writable place
 
 
 @lru_cache(maxsize=1)

@@ -239,11 +239,12 @@ def test_workers_see_only_what_they_need(tmp_path):
              "home = os.path.exists(os.path.expanduser('~root/.bashrc'))\n"
              f"tests = os.path.exists({str(Path(__file__).parent)!r})\n"
              "ifaces = sorted(n for _, n in socket.if_nameindex())\n"
-             "print(home, tests, ifaces, os.getpid(), os.listdir('/tmp'))\n")
+             "writable = [p for p in ('/', '/usr/lib', '/tmp') if os.access(p, os.W_OK)]\n"
+             "print(home, tests, ifaces, os.getpid(), os.listdir('/tmp'), writable)\n")
     proc = subprocess.run(bwrap_command([], worker_env()) + [sys.executable, "-I", "-c", probe],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["False", "False", "['lo']", "2", "[]"], proc.stdout
+    assert proc.stdout.split() == ["False", "False", "['lo']", "2", "[]", "['/tmp']"], proc.stdout
     assert shutil.which("bwrap")
 
 
