@@ -47,6 +47,7 @@ _THREADS = {"OPENBLAS_NUM_THREADS": "1"}
 BWRAP = "bwrap"
 MODES = ("auto", "require", "off")   # sandbox on where available / refuse without / old confinement
 MAX_FRAME = 256 * 2**20               # a worker's frame larger than this is a protocol violation
+TMPFS_BYTES = 64 * 2**20              # a worker's private /tmp (tmpfs pages are not in RLIMIT_AS)
 
 
 @dataclass(frozen=True)
@@ -207,13 +208,26 @@ def _bind_args(paths: Sequence[str]) -> list[str]:
 def bwrap_command(readable: Sequence[str], env: dict[str, str]) -> list[str]:
     """The bwrap command line (without the program to run) for a worker that reads
     `readable` (strategy libraries, the core, a tape folder) besides the runtime."""
+    size = ["--size", str(TMPFS_BYTES)] if _bwrap_sizes_tmpfs() else []
     args = [shutil.which(BWRAP) or BWRAP, "--unshare-all", "--die-with-parent", "--new-session",
-            "--cap-drop", "ALL", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+            "--cap-drop", "ALL", "--proc", "/proc", "--dev", "/dev", *size, "--tmpfs", "/tmp",
             "--chdir", "/tmp", "--clearenv"]
     args += _bind_args(_runtime_paths() + [p for p in readable if os.path.exists(p)])
     for key, value in sorted(env.items()):
         args += ["--setenv", key, value]
     return args + ["--remount-ro", "/", "--"]  # the tmpfs at /tmp stays the only writable place
+
+
+@lru_cache(maxsize=1)
+def _bwrap_sizes_tmpfs() -> bool:
+    """Whether this bwrap caps a tmpfs (`--size`, bubblewrap 0.8+); older ones leave the
+    private /tmp unbounded (it still vanishes with the worker)."""
+    try:
+        proc = subprocess.run([shutil.which(BWRAP) or BWRAP, "--help"], capture_output=True,
+                              text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "--size" in proc.stdout + proc.stderr
 
 
 @lru_cache(maxsize=1)

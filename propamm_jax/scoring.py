@@ -191,6 +191,15 @@ class _Slot:
     index: int | None = None                    # the simulation running now
     since: float = 0.0                          # when that simulation started
     ready: bool = False                         # it loaded the strategies at least once
+    cell_path: str = ""                         # the call guard's cell, shared with it
+
+    def cell(self) -> int:
+        """The call guard's cell now: who was running when the worker died."""
+        try:
+            with open(self.cell_path, "rb") as f:
+                return int.from_bytes(f.read(4), "little")
+        except OSError:
+            return 0
 
 
 class _Pool:
@@ -207,12 +216,20 @@ class _Pool:
         self.readable = [*request.libraries, *request.native, _tape_folder(request.config.steps)]
 
     def spawn(self) -> None:
-        limits = Limits(self.request.memory_limit)
-        worker = launch({"kind": "score", "limits": limits, "request": self.request},
-                        self.readable, self.tmpdir, f"worker{self.spawned}", self.sandbox)
+        name = f"worker{self.spawned}"
         self.spawned += 1
+        cell_path = os.path.join(self.tmpdir, f"{name}.cell")
+        with open(cell_path, "wb") as f:
+            f.write(bytes(4096))  # the call guard's cell: the worker maps it through an fd
+        cell_fd = os.open(cell_path, os.O_RDWR)
+        try:
+            worker = launch({"kind": "score", "limits": Limits(self.request.memory_limit),
+                             "request": self.request, "cell_fd": cell_fd},
+                            self.readable, self.tmpdir, name, self.sandbox, pass_fds=(cell_fd,))
+        finally:
+            os.close(cell_fd)
         fd = worker.channel.fd
-        self.slots[fd] = _Slot(worker)
+        self.slots[fd] = _Slot(worker, cell_path=cell_path)
         self.selector.register(fd, selectors.EVENT_READ)
 
     def remove(self, slot: _Slot) -> int:
@@ -280,9 +297,10 @@ def run_simulations(request: ScoreRequest, seeds: list[int], workers: int,
             text = Path(slot.worker.stderr_path).read_text(errors="replace") if os.path.exists(
                 slot.worker.stderr_path) else ""
             kind, detail = why or classify_death(code, text)
-            if not why and code == 0:
-                detail = "worker ended without a result"
-            fail(slot.index, _failure(seeds[slot.index], 0, kind, detail, request.labels))
+            if not why:
+                detail = f"{detail} (the scoring worker itself ended)"
+            fail(slot.index, _failure(seeds[slot.index], slot.cell(), kind, detail,
+                                      request.labels))
         rest = [(i, s) for i, s in slot.block or [] if i in pending and i != slot.index]
         if rest:
             todo.appendleft(rest)

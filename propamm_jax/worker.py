@@ -76,7 +76,7 @@ def _score(job: dict, out: _Output) -> None:
 
     request = job["request"]
     load_native_libraries(*request.native)
-    cell = mmap.mmap(-1, 4096)   # shared with every forked child
+    cell = mmap.mmap(job["cell_fd"], 4096)   # shared with the parent and every forked child
     import numpy as np
 
     address = np.frombuffer(cell, dtype=np.uint32, count=2).ctypes.data

@@ -140,6 +140,16 @@ def test_a_quiet_exit_is_a_failure_naming_strategy_and_function(scene, form):
 
 @needs_bwrap
 @pytest.mark.parametrize("form", ["rs", "so"])
+def test_a_strategy_that_kills_its_worker_is_still_named(scene, form):
+    """The worker dies with the simulation: the call guard's cell, which the scorer maps
+    too, still names the strategy and the function."""
+    path = scene.file("kill_worker", form)
+    failure = _one_failure_at_seed_3(_score([path, GOOD]), path.name)
+    assert failure.kind == "crash" and "SIGKILL (the scoring worker itself ended)" in failure.message
+
+
+@needs_bwrap
+@pytest.mark.parametrize("form", ["rs", "so"])
 def test_a_hung_call_is_ended_by_the_call_timeout(scene, form):
     path = scene.file("spin_forever", form)
     started = time.monotonic()
@@ -184,6 +194,7 @@ def test_failures_are_found_promptly_with_one_worker_or_many(scene, workers):
     *[(n, "contained: ") for n in ESCAPES],
     ("quiet_exit", "exit code 0 before the checks ended"),
     ("spin_forever", "time budget: no return after"),
+    ("kill_worker", "time budget: no return after"),  # its parent is the sandbox's init
 ])
 def test_validate_contains_and_reports_each_fixture(scene, name, expected, form):
     from propamm_jax.validate import validate_file
