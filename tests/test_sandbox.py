@@ -272,3 +272,25 @@ def test_a_worker_message_outside_the_protocol_is_refused():
                 ["exec", "rm -rf /"]):
         with pytest.raises(_ProtocolError):
             _parse(slot, bad)
+
+
+@needs_bwrap
+def test_cli_score_and_validate_print_one_line_per_hostile_strategy(scene):
+    quiet, reader = scene.prebuilt("quiet_exit"), scene.source("read_outside")
+    run = lambda *args: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "propamm_jax.cli", *map(str, args), "--require-sandbox"],
+        capture_output=True, text=True, timeout=300)
+    scored = run("score", quiet, GOOD, "--steps", "200",
+                 "--epoch-len", "100", "--simulations", "6", "--workers", "2", "--no-progress",
+                 "--no-journal")
+    assert scored.returncode == 1, scored.stderr
+    lines = scored.stderr.strip().splitlines()
+    assert lines == ["FAILED seed 3: strategy libquiet_exit.so: crash: in after_swap: exit code 0 "
+                     "without a result (the process was ended from inside)"], lines
+    assert "5 simulations in" in scored.stdout
+    checked = run("validate", reader, "--allow-unsafe-source")
+    fails = [ln for ln in checked.stdout.splitlines() if ln.startswith("FAIL")]
+    assert checked.returncode == 1 and len(fails) == 1, checked.stdout
+    assert fails[0].startswith("FAIL read_outside.rs: simulated trade histories: crash (SIGABRT: "
+                               "panicked at read_outside.rs:") and "contained: read failed" in fails[0]
+    assert CANARY not in checked.stdout + scored.stdout + scored.stderr
