@@ -34,7 +34,6 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 from typing import Sequence
 
 from propamm_jax.errors import PropammError

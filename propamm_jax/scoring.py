@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Sequence
 
 from propamm_jax.config import MAX_STRATEGIES, SimConfig, check_profile
 from propamm_jax.errors import PropammError
-from propamm_jax.results import Results, aggregate_table, sim_record, trace_record
+from propamm_jax.results import Results, aggregate_table
 from propamm_jax.sandbox import Limits, Worker, check_mode, classify_death, launch, sandboxed
 from propamm_jax.tape import parse_seed
 
