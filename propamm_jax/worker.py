@@ -29,8 +29,8 @@ import sys
 import time
 import traceback
 
-from propamm_jax.sandbox import (classify_death, confine, cpu_budget, from_worker_encode,
-                                 read_frame, write_all)
+from propamm_jax.sandbox import classify_death, confine, cpu_budget
+from propamm_jax.wire import from_worker_encode, read_frame, write_all
 
 POLL_SECONDS = 0.05   # how often a running simulation's child is checked
 
