@@ -100,10 +100,30 @@ def _number(name: str):
     return parse
 
 
+def _positive_float(name: str):
+    def parse(text: str) -> float:
+        value = _number(name)(text)
+        if not value > 0:
+            raise PropammError(f"{name} must be positive, got {text}")
+        return value
+    return parse
+
+
 def _version() -> str:
     from propamm_jax import __version__
 
     return __version__
+
+
+def _add_sandbox_options(p: argparse.ArgumentParser) -> None:
+    """Where strategy code runs: bubblewrap by default where it works."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--require-sandbox", dest="sandbox", action="store_const",
+                       const="require", default="auto",
+                       help="refuse to run strategies when the bubblewrap sandbox is "
+                            "unavailable (default: say so in one line and run with rlimits only)")
+    group.add_argument("--no-sandbox", dest="sandbox", action="store_const", const="off",
+                       help="run strategies without bubblewrap (rlimits only; for benchmarks)")
 
 
 def _seed(text: str) -> int:
@@ -165,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also record per-step traces (first 300 steps) for these seeds")
     p.add_argument("--sim-timeout", type=_positive_int("--sim-timeout"), default=300,
                    help="seconds one simulation may take before it is reported as a failure")
+    p.add_argument("--call-timeout", type=_positive_float("--call-timeout"), default=5.0,
+                   help="seconds of wall time one strategy call may take before its "
+                        "simulation is reported as a timeout")
     _add_robustness_options(p)
     p.set_defaults(run=cmd_score)
 
@@ -283,6 +306,7 @@ def _add_robustness_options(p: argparse.ArgumentParser) -> None:
                    help="read back the journal's finished simulations and score only the rest "
                         "(also with more --simulations of the same seed sequence)")
     p.add_argument("--no-journal", action="store_true", help="do not keep a results journal")
+    _add_sandbox_options(p)
 
 
 def _add_validate_parser(sub) -> None:
@@ -294,6 +318,7 @@ def _add_validate_parser(sub) -> None:
     p.add_argument("--call-budget-ms", type=_positive_int("--call-budget-ms"), default=100,
                    help="time one strategy call may take (ms)")
     p.add_argument("--seed", type=_seed, default=0, help="seed of the generated inputs")
+    _add_sandbox_options(p)
     p.set_defaults(run=cmd_validate)
 
 
@@ -349,11 +374,15 @@ def cmd_validate(args) -> int:
 
     if not args.files:
         raise PropammError("no strategy given: pass at least one .rs or .so file")
+    from propamm_jax.sandbox import sandboxed
+
     plan = Plan(seed=args.seed, call_budget_ms=float(args.call_budget_ms))
+    sandboxed(args.sandbox)  # refuses up front with --require-sandbox
     status = 0
     for path in args.files:
         report = validate_file(path, strict=args.strict,
-                               allow_unsafe_source=args.allow_unsafe_source, plan=plan)
+                               allow_unsafe_source=args.allow_unsafe_source, plan=plan,
+                               sandbox=args.sandbox)
         for line in report.lines():
             print(line, flush=True)
         status |= 0 if report.ok else 1
@@ -396,7 +425,7 @@ def _robustness_kwargs(args) -> dict:
         return {}
     return {"strict": args.strict, "allow_unsafe_source": args.allow_unsafe_source,
             "journal": None if args.no_journal else (args.journal or "auto"),
-            "resume": args.resume}
+            "resume": args.resume, "sandbox": args.sandbox, "call_timeout": args.call_timeout}
 
 
 def _print_rejections(result) -> None:

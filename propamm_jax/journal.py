@@ -3,10 +3,11 @@
 A run killed at any point (SIGKILL included: each line is flushed to the kernel before the
 next simulation is accepted) loses at most the simulations in flight. `score --resume` reads
 the journal back, skips what it holds and scores the rest. The first line identifies the run
-(profile, config, strategy labels and the SHA-256 of each compiled library, first seed,
-traces): a journal of another run is refused rather than mixed in. The number of simulations
-is not part of the identity, so a finished run grows: `--resume` with more simulations of the
-same seed sequence reuses what the journal holds. Floats go through Python's `json`,
+(package version, SHA-256 of the compiled scoring core and call guard, profile, config,
+strategy labels and the SHA-256 of each compiled library, first seed, traces): a journal of
+another run is refused rather than mixed in. The number of simulations is not part of the
+identity, so a finished run grows: `--resume` with more simulations of the same seed
+sequence reuses what the journal holds. Floats go through Python's `json`,
 whose shortest round-trip form gives back the same f64 bits, so a resumed run's results are
 identical to an uninterrupted one.
 """
@@ -32,11 +33,22 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
+def package_version() -> str:
+    """The installed propamm-jax version (one source: the package's `__version__`)."""
+    from propamm_jax import __version__
+
+    return __version__
+
+
 def run_identity(profile: str, config_json: dict, labels: Iterable[str],
                  libraries: Iterable[str], seeds: list[int], trace_seeds: Iterable[int],
-                 trace_steps: int) -> dict:
-    """What makes two runs the same run: resuming is only allowed between equal identities."""
+                 trace_steps: int, native: Iterable[str] = ()) -> dict:
+    """What makes two runs the same run: resuming is only allowed between equal identities.
+    `native`: the compiled scoring core and call guard, hashed like the strategies, so that
+    a journal written by another core (or another package version) is never mixed in."""
     return {
+        "package_version": package_version(),
+        "core_sha256": [_sha256(p) for p in native],
         "profile": profile,
         "config": config_json,
         "strategies": list(labels),

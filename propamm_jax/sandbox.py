@@ -1,6 +1,15 @@
 """Confinement of a process that runs untrusted strategy code (scoring and validation workers).
 
-A worker calls `confine` first thing, before it loads any strategy: its stderr goes to a file
+Every such process is started by `launch` as `python -m propamm_jax.worker`, inside
+bubblewrap (`bwrap`) when it works here: own user, PID, network, IPC, UTS and cgroup
+namespaces (no network at all), a read-only view of only the Python runtime, the package,
+the scoring core and call guard and the strategy libraries it runs, a private tmpfs as its
+only writable directory, a minimal /proc and /dev, no capabilities, no new privileges, killed
+with its parent. `unavailable` probes once per process whether that works; where it does not,
+`launch` says so once and runs the worker with the confinement below only (or refuses, in
+`require` mode). The parent and the worker speak `wire` frames over the worker's stdin/stdout.
+
+Inside, the worker calls `confine` first thing, before it loads any strategy: its stderr goes to a file
 the parent reads after a crash (a Rust panic's message names the source file), its address
 space is capped (a runaway allocation fails inside the worker, not on the machine), its
 environment is emptied (nothing of the user's shell, tokens included, is visible to the
@@ -14,11 +23,25 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import signal
+import subprocess
+import sys
 from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Sequence
+
+from propamm_jax.errors import PropammError
+from propamm_jax.wire import Channel, to_worker, write_all
 
 # What a worker's clean environment keeps: only the project's own settings, resolved.
 _KEEP = ("PROPAMM_NO_TAPE_CACHE",)
+# One thread per worker: workers fork a child per simulation, and a fork copies one thread.
+_THREADS = {"OPENBLAS_NUM_THREADS": "1"}
+
+BWRAP = "bwrap"
+MODES = ("auto", "require", "off")   # sandbox on where available / refuse without / old confinement
+TMPFS_BYTES = 64 * 2**20              # a worker's private /tmp (tmpfs pages are not in RLIMIT_AS)
 
 
 @dataclass(frozen=True)
@@ -37,9 +60,176 @@ def worker_env() -> dict[str, str]:
     the project's own switches; nothing else."""
     from propamm_jax.native.build import cache_dir
 
-    env = {"PROPAMM_CACHE": str(cache_dir().absolute())}
+    env = {"PROPAMM_CACHE": str(cache_dir().absolute()), **_THREADS}
     env.update({k: os.environ[k] for k in _KEEP if k in os.environ})
     return env
+
+
+# ─── Launching a worker, in bubblewrap when it works here ───────────────────────────────
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise PropammError(f"sandbox mode must be one of {', '.join(MODES)}, got {mode!r}")
+    return mode
+
+
+def _runtime_paths() -> list[str]:
+    """What a worker reads: the interpreter, its standard library and site-packages (the
+    virtual environment), this package and its native sources' folder, system libraries."""
+    import propamm_jax
+    import propamm_jax.native
+
+    paths = {os.path.realpath(sys.executable), os.path.realpath(sys.base_prefix),
+             os.path.realpath(sys.prefix), os.path.realpath(sys.exec_prefix)}
+    paths.update(os.path.realpath(p) for p in propamm_jax.__path__)
+    paths.update(os.path.realpath(p) for p in propamm_jax.native.__path__)
+    for system in ("/usr/lib", "/usr/lib64", "/usr/lib32", "/etc/ld.so.cache"):
+        if os.path.exists(system):
+            paths.add(system)
+    # A runtime under /usr is covered by /usr/lib; only its binary is bound from /usr/bin.
+    return sorted(p for p in paths if os.path.exists(p) and p != "/usr")
+
+
+def _bind_args(paths: Sequence[str]) -> list[str]:
+    """Read-only binds of `paths` at the same place (the real file behind a symlinked
+    path), and /lib, /lib64 as on the host (links into /usr on a merged-/usr system)."""
+    args: list[str] = []
+    for top in ("/lib", "/lib64", "/lib32"):
+        if os.path.islink(top):
+            args += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            args += ["--ro-bind", top, top]
+    for p in sorted(set(paths)):
+        args += ["--ro-bind", os.path.realpath(p), os.path.abspath(p)]
+    return args
+
+
+def bwrap_command(readable: Sequence[str], env: dict[str, str]) -> list[str]:
+    """The bwrap command line (without the program to run) for a worker that reads
+    `readable` (strategy libraries, the core, a tape folder) besides the runtime."""
+    size = ["--size", str(TMPFS_BYTES)] if _bwrap_sizes_tmpfs() else []
+    args = [shutil.which(BWRAP) or BWRAP, "--unshare-all", "--die-with-parent", "--new-session",
+            "--cap-drop", "ALL", "--proc", "/proc", "--dev", "/dev", *size, "--tmpfs", "/tmp",
+            "--chdir", "/tmp", "--clearenv"]
+    args += _bind_args(_runtime_paths() + [p for p in readable if os.path.exists(p)])
+    for key, value in sorted(env.items()):
+        args += ["--setenv", key, value]
+    return args + ["--remount-ro", "/", "--"]  # the tmpfs at /tmp stays the only writable place
+
+
+@lru_cache(maxsize=1)
+def _bwrap_sizes_tmpfs() -> bool:
+    """Whether this bwrap caps a tmpfs (`--size`, bubblewrap 0.8+); older ones leave the
+    private /tmp unbounded (it still vanishes with the worker)."""
+    try:
+        proc = subprocess.run([shutil.which(BWRAP) or BWRAP, "--help"], capture_output=True,
+                              text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "--size" in proc.stdout + proc.stderr
+
+
+@lru_cache(maxsize=1)
+def unavailable() -> str | None:
+    """None when bubblewrap can start a worker here, else why not (probed once)."""
+    if not sys.platform.startswith("linux"):
+        return f"no bubblewrap on {sys.platform}"
+    if shutil.which(BWRAP) is None:
+        return "bwrap not found (Debian/Ubuntu: apt-get install bubblewrap)"
+    probe = bwrap_command([], {}) + [sys.executable, "-I", "-c", "import propamm_jax.sandbox"]
+    try:
+        proc = subprocess.run(probe, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bwrap does not start ({exc})"
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        return f"bwrap fails here: {lines[-1] if lines else f'exit code {proc.returncode}'}"
+    return None
+
+
+_NOTICE_SHOWN: list[bool] = []
+
+
+def sandboxed(mode: str) -> bool:
+    """Whether workers run in bubblewrap under `mode`: `off` never; `auto` where it works
+    (else one line on stderr, once); `require` where it works, else PropammError."""
+    if check_mode(mode) == "off":
+        return False
+    reason = unavailable()
+    if reason is None:
+        return True
+    if mode == "require":
+        raise PropammError(f"sandbox unavailable: {reason} (--require-sandbox)")
+    if not _NOTICE_SHOWN:
+        _NOTICE_SHOWN.append(True)
+        print(f"propamm: sandbox unavailable ({reason}); workers run with rlimits, an empty "
+              "environment and a private directory only", file=sys.stderr)
+    return False
+
+
+@dataclass
+class Worker:
+    """A running worker: its process, its output channel and its stderr file."""
+
+    proc: subprocess.Popen
+    channel: Channel
+    stderr_path: str
+    workdir: str
+    in_bwrap: bool = False
+
+    def send(self, obj) -> bool:
+        """Sends a pickled frame; False when the worker is gone."""
+        try:
+            write_all(self.proc.stdin.fileno(), to_worker(obj))
+            return True
+        except (BrokenPipeError, OSError):
+            return False
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.kill()
+
+    def close(self) -> int:
+        """Ends the worker (closing its input first lets it exit cleanly) and reaps it.
+        Returns its exit code, negative for a signal (bwrap reports a signal as 128 + n)."""
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        try:
+            code = self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            code = self.proc.wait()
+        return 128 - code if self.in_bwrap and 128 < code < 160 else code
+
+
+def launch(job: dict, readable: Sequence[str], tmpdir: str, name: str, mode: str,
+           pass_fds: Sequence[int] = ()) -> Worker:
+    """Starts `python -m propamm_jax.worker` (in bubblewrap unless `mode` says otherwise or
+    it is unavailable) and sends it `job`, a dict with at least `kind` and `limits`."""
+    stderr_path = os.path.join(tmpdir, f"{name}.stderr")
+    workdir = os.path.join(tmpdir, f"{name}.work")
+    os.makedirs(workdir, exist_ok=True)
+    env = worker_env()
+    program = [sys.executable, "-I", "-m", "propamm_jax.worker"]
+    in_bwrap = sandboxed(mode)
+    command = bwrap_command(readable, env) + program if in_bwrap else program
+    limits: Limits = job["limits"]
+    job = {**job, "in_bwrap": in_bwrap,
+           "limits": Limits(limits.memory_bytes, "/tmp" if in_bwrap else workdir, None, env,
+                            0 if in_bwrap else os.getpid())}
+    with open(stderr_path, "wb") as err:
+        proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=err, env=env, cwd=workdir, pass_fds=tuple(pass_fds),
+                                start_new_session=True)
+    worker = Worker(proc, Channel(proc.stdout.fileno()), stderr_path, workdir, in_bwrap)
+    worker.send(job)
+    return worker
 
 
 def confine(limits: Limits) -> None:

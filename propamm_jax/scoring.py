@@ -1,39 +1,41 @@
 """Official scoring of compiled strategies: the native core fed by the market tape.
 
 Compiled strategies are untrusted native code, so they never run in the caller's process:
-worker processes (spawned, never forked, so no JAX state leaks in) load them, generate the
-tape for a block of seeds and stream each finished simulation back. A worker that dies takes
-only its unfinished simulations with it; they are reported as failures, never silently lost.
+sandboxed worker processes (`sandbox.launch`, `propamm_jax.worker`; new processes, so no JAX
+state leaks in and no `__main__` guard is needed) load them, generate the tape for a block
+of seeds and stream each finished simulation back. Each simulation runs in a child forked
+for it; one that crashes, ends quietly or hangs in a call is reported as a failure naming the
+strategy, the function and the kind, never silently lost, and the worker goes on.
 """
 
 from __future__ import annotations
 
-import mmap
-import multiprocessing as mp
 import os
-import queue
 import re
+import selectors
 import tempfile
 import time
 import sys
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from propamm_jax.config import MAX_STRATEGIES, SimConfig, check_profile
 from propamm_jax.errors import Interrupted, PropammError
-from propamm_jax.results import Results, aggregate_table, sim_record, trace_record
-from propamm_jax.sandbox import Limits, classify_death, confine, cpu_budget, worker_env
+from propamm_jax.results import Results, aggregate_table
+from propamm_jax.sandbox import Limits, Worker, check_mode, classify_death, launch, sandboxed
 from propamm_jax.tape import parse_seed
 
 DEFAULT_TRACE_STEPS = 300
 DEFAULT_SIM_TIMEOUT = 300.0          # seconds of wall time for one simulation
 DEFAULT_MEMORY_LIMIT = 4 * 2**30     # address space of one worker process, bytes
+DEFAULT_CALL_TIMEOUT = 5.0           # seconds of wall time for one strategy call
 
 
 @dataclass(frozen=True)
 class ScoreRequest:
-    """Everything a worker needs; plain data so that it pickles into a spawned process."""
+    """Everything a worker needs; plain data so that it pickles into a worker process."""
 
     libraries: tuple[str, ...]
     labels: tuple[str, ...]
@@ -43,9 +45,8 @@ class ScoreRequest:
     trace_steps: int = DEFAULT_TRACE_STEPS
     sim_timeout: float = DEFAULT_SIM_TIMEOUT
     memory_limit: int = DEFAULT_MEMORY_LIMIT
-    env: tuple[tuple[str, str], ...] = ()   # the workers' whole environment
     native: tuple[str, str] = ("", "")       # compiled scoring core and call guard
-    parent_pid: int = 0                      # workers die with this process
+    call_timeout: float = DEFAULT_CALL_TIMEOUT
 
 
 @dataclass
@@ -107,7 +108,7 @@ class Prepared:
 
 
 def prepare_strategies(paths: Sequence[str | os.PathLike], *, strict: bool = False,
-                       allow_unsafe_source: bool = False) -> Prepared:
+                       allow_unsafe_source: bool = False, sandbox: str = "auto") -> Prepared:
     """Compiles (or accepts) each strategy, then runs score's gate on it in a confined child
     (`validate.preflight`: ABI symbols, name, output within reserve, monotone and concave
     curves; the last two reject only when `strict`). A strategy that fails is left out with
@@ -132,7 +133,7 @@ def prepare_strategies(paths: Sequence[str | os.PathLike], *, strict: bool = Fal
     warnings: list[str] = []
     if libraries:
         kept = []
-        for k, verdict in enumerate(preflight(libraries, labels, strict)):
+        for k, verdict in enumerate(preflight(libraries, labels, strict, sandbox=sandbox)):
             if verdict.rejected:
                 rejected.append(verdict.rejected)
             else:
@@ -143,54 +144,6 @@ def prepare_strategies(paths: Sequence[str | os.PathLike], *, strict: bool = Fal
     if not libraries:
         raise PropammError("; ".join(rejected))
     return Prepared(libraries, labels, rejected, warnings)
-
-
-def _worker(request: ScoreRequest, tasks, results, stderr_path: str) -> None:
-    """Worker process: confined first (sandbox.confine: stderr to a file the parent reads,
-    address-space cap, empty environment, private working directory), then loads the
-    strategies once and scores blocks of seeds until told to stop. Each simulation runs under
-    a CPU-time limit; every strategy call goes through the call guard, whose cell (a file
-    mapped next to the stderr file) tells the parent who was running if the worker dies."""
-    workdir = os.path.dirname(stderr_path)
-    confine(Limits(request.memory_limit, workdir, stderr_path, dict(request.env),
-                   request.parent_pid))
-    from propamm_jax.native.bridge import (NativeStrategy, guarded_pools, load_native_libraries,
-                                           run_core)
-    from propamm_jax.tape_cache import cached_tape
-    import numpy as np
-
-    load_native_libraries(*request.native)
-
-    with open(stderr_path[: -len(".stderr")] + ".cell", "r+b") as f:
-        cell_map = mmap.mmap(f.fileno(), 4096)
-    cell = np.frombuffer(cell_map, dtype=np.uint32, count=1)
-    strategies = [NativeStrategy(Path(p), lbl) for p, lbl in zip(request.libraries, request.labels)]
-    pools = guarded_pools(strategies, cell.ctypes.data)
-    names = [s.name for s in strategies]
-    config = request.config
-    while True:
-        task = tasks.get()
-        if task is None:
-            return
-        block_id, block = task
-        results.put(("take", block_id, os.getpid()))
-        seeds = [seed for _, seed in block]
-        tape = cached_tape(seeds, config.steps)
-        fair = tape.fair_prices(config.initial_price)
-        for row, (index, seed) in enumerate(block):
-            results.put(("start", index, os.getpid()))
-            cpu_budget(request.sim_timeout)
-            lo, hi = tape.order_start[row, 0], tape.order_start[row, -1]
-            trace_steps = request.trace_steps if seed in request.trace_seeds else 0
-            run = run_core(
-                config, request.profile, pools,
-                int(tape.params.norm_fee_bps[row]), float(tape.params.norm_liquidity_mult[row]),
-                fair[row], tape.order_start[row] - lo,
-                tape.order_is_buy[row, lo:hi], tape.order_size[row, lo:hi], trace_steps,
-            )
-            record = sim_record(seed, tape.params, row, names, run)
-            trace = trace_record(seed, fair[row], tape.order_count[row], run) if trace_steps else None
-            results.put(("done", index, (record, trace)))
 
 
 def _blocks(seeds: list[int], workers: int, max_block: int = 8) -> list[list[tuple[int, int]]]:
@@ -206,42 +159,24 @@ def _blocks(seeds: list[int], workers: int, max_block: int = 8) -> list[list[tup
     return blocks
 
 
-def _blame(cell_path: str, labels: tuple[str, ...]) -> tuple[str | None, str]:
-    """(strategy label, 'in compute_swap') from the call guard's cell of a dead worker."""
-    try:
-        value = int.from_bytes(Path(cell_path).read_bytes()[:4], "little")
-    except OSError:
-        return None, ""
-    slot, kind = divmod(value, 4)
+def _blame(value: int, labels: tuple[str, ...]) -> tuple[str | None, str]:
+    """(strategy label, 'in compute_swap') from the call guard's cell value."""
+    slot, kind = divmod(int(value), 4)
     if value == 0 or slot >= len(labels) or kind not in (1, 2):
         return None, ""
     return labels[slot], "in compute_swap" if kind == 1 else "in after_swap"
 
 
-def _death(exitcode: int, stderr_path: str, labels: tuple[str, ...], timed_out: float | None
-           ) -> tuple[str | None, str, str]:
-    """(strategy or None, kind, message) for a worker that died in a simulation.
-
-    The call guard's cell names the strategy (and the function) that was running; a Rust
-    panic also names its source file, which identifies the strategy when the cell cannot.
-    """
-    try:
-        text = Path(stderr_path).read_text(errors="replace")
-    except OSError:
-        text = ""
-    who, where = _blame(stderr_path[: -len(".stderr")] + ".cell", labels)
-    if timed_out is not None:
-        kind, detail = "timeout", (f"no result after {timed_out:g} s (a strategy loops or is "
-                                   "far too slow)")
-    else:
-        kind, detail = classify_death(exitcode, text)
-        if kind == "cpu-time-limit":
-            kind = "timeout"
+def _failure(seed: int, value: int, kind: str, detail: str, labels: tuple[str, ...]) -> Failure:
+    """The failure of one simulation: the call guard's cell names the strategy and function
+    that was running; a Rust panic also names its source file, which identifies the strategy
+    when the cell cannot."""
+    who, where = _blame(value, labels)
     if who is None:
-        match = re.search(r"panicked at (?:\S*/)?([^/\s]+\.rs):", text)
+        match = re.search(r"panicked at (?:\S*/)?([^/\s]+\.rs):", detail)
         if match:
             who = next((lbl for lbl in labels if Path(lbl).stem == Path(match.group(1)).stem), None)
-    return who, kind, f"{where}: {detail}" if where else detail
+    return Failure(seed, who, kind, f"{where}: {detail}" if where else detail)
 
 
 def _last_line(path: str) -> str:
@@ -252,124 +187,212 @@ def _last_line(path: str) -> str:
     return lines[-1][:200] if lines else "no output"
 
 
-class _Pool:
-    """Worker processes fed from one task queue; dead workers are replaced."""
+@dataclass
+class _Slot:
+    """One worker as the scheduler sees it."""
 
-    def __init__(self, request: ScoreRequest, workers: int, tmpdir: str):
-        self.ctx = mp.get_context("spawn")
-        self.tasks = self.ctx.Queue()
-        self.results = self.ctx.Queue()
+    worker: Worker
+    block: list[tuple[int, int]] | None = None  # the block it is working on
+    index: int | None = None                    # the simulation running now
+    since: float = 0.0                          # when that simulation started
+    ready: bool = False                         # it loaded the strategies at least once
+    cell_path: str = ""                         # the call guard's cell, shared with it
+
+    def cell(self) -> int:
+        """The call guard's cell now: who was running when the worker died."""
+        try:
+            with open(self.cell_path, "rb") as f:
+                return int.from_bytes(f.read(4), "little")
+        except OSError:
+            return 0
+
+
+class _Pool:
+    """Sandboxed worker processes (`sandbox.launch`), each fed one block of seeds at a time;
+    a worker that dies or breaks the protocol is replaced."""
+
+    def __init__(self, request: ScoreRequest, tmpdir: str, sandbox: str):
         self.request = request
         self.tmpdir = tmpdir
-        self.procs: dict[int, tuple] = {}  # pid -> (process, stderr path)
+        self.sandbox = sandbox
+        self.selector = selectors.DefaultSelector()
+        self.slots: dict[int, _Slot] = {}   # stdout fd -> slot
         self.spawned = 0
-        for _ in range(workers):
-            self.spawn()
+        self.readable = [*request.libraries, *request.native, _tape_folder(request.config.steps)]
 
     def spawn(self) -> None:
-        path = os.path.join(self.tmpdir, f"worker{self.spawned}.stderr")
-        with open(path[: -len(".stderr")] + ".cell", "wb") as f:
-            f.write(bytes(4096))  # the call guard's cell, mapped by the worker
+        name = f"worker{self.spawned}"
         self.spawned += 1
-        proc = self.ctx.Process(target=_worker, args=(self.request, self.tasks, self.results, path),
-                                daemon=True)
-        proc.start()
-        self.procs[proc.pid] = (proc, path)
+        cell_path = os.path.join(self.tmpdir, f"{name}.cell")
+        with open(cell_path, "wb") as f:
+            f.write(bytes(4096))  # the call guard's cell: the worker maps it through an fd
+        cell_fd = os.open(cell_path, os.O_RDWR)
+        try:
+            worker = launch({"kind": "score", "limits": Limits(self.request.memory_limit),
+                             "request": self.request, "cell_fd": cell_fd},
+                            self.readable, self.tmpdir, name, self.sandbox, pass_fds=(cell_fd,))
+        finally:
+            os.close(cell_fd)
+        fd = worker.channel.fd
+        self.slots[fd] = _Slot(worker, cell_path=cell_path)
+        self.selector.register(fd, selectors.EVENT_READ)
 
-    def dead(self) -> list[tuple[int, int, str]]:
-        """(pid, exit code, stderr path) of workers that died, removed from the pool."""
-        out = []
-        for pid, (proc, path) in list(self.procs.items()):
-            if not proc.is_alive() and proc.exitcode not in (None, 0):
-                out.append((pid, proc.exitcode, path))
-                del self.procs[pid]
-        return out
+    def remove(self, slot: _Slot) -> int:
+        """Takes a worker out of the pool; returns its exit code."""
+        self.selector.unregister(slot.worker.channel.fd)
+        del self.slots[slot.worker.channel.fd]
+        if slot.index is not None:
+            slot.worker.kill()
+        return slot.worker.close()
 
     def close(self) -> None:
-        for proc, _ in self.procs.values():
-            if proc.is_alive():
-                proc.terminate()
-        for proc, _ in self.procs.values():
-            proc.join(timeout=5)
+        for slot in list(self.slots.values()):
+            slot.worker.send(None)
+        for slot in list(self.slots.values()):
+            self.remove(slot)
+        self.selector.close()
+
+
+def _tape_folder(steps: int) -> str:
+    from propamm_jax.tape_cache import _folder
+
+    return str(_folder(steps))
 
 
 def run_simulations(request: ScoreRequest, seeds: list[int], workers: int,
                     on_result: Callable[[int, dict, dict | None], None],
                     on_progress: Callable[[int], None] | None = None,
-                    on_failure: Callable[[Failure], None] | None = None) -> list[Failure]:
-    """Scores `seeds` in `workers` processes, calling `on_result(index, record, trace)` for
-    each finished simulation as it arrives. A simulation whose worker dies is reported as a
-    failure; the worker is replaced and every other simulation still runs. Returns failures."""
-    blocks = dict(enumerate(_blocks(seeds, workers)))
+                    on_failure: Callable[[Failure], None] | None = None,
+                    sandbox: str = "auto",
+                    on_start: Callable[[int], None] | None = None) -> list[Failure]:
+    """Scores `seeds` in `workers` sandboxed processes, calling `on_result(index, record,
+    trace)` for each finished simulation as it arrives (and `on_start(index)` as each
+    starts: benchmarks time failure detection with it). A simulation whose child dies or
+    hangs, or whose worker dies, is reported as a failure; the worker goes on (or is
+    replaced) and every other simulation still runs. Returns the failures."""
+    todo = deque(_blocks(seeds, workers))
     pending = set(range(len(seeds)))
-    started: set[int] = set()
-    running: dict[int, int] = {}  # pid -> index being simulated
-    since: dict[int, float] = {}  # pid -> when that simulation started
-    timed_out: set[int] = set()   # pids killed by the watchdog
-    taken: dict[int, int] = {}    # pid -> block being worked on
     failures: list[Failure] = []
     startup_failures = 0
+
+    def fail(index: int, failure: Failure) -> None:
+        if index in pending:
+            pending.discard(index)
+            failures.append(failure)
+            if on_failure:
+                on_failure(failure)
+            if on_progress:
+                on_progress(1)
+
+    def feed(slot: _Slot) -> None:
+        slot.block = todo.popleft() if todo else None
+        slot.worker.send(slot.block)
+
+    def lost(slot: _Slot, why: tuple[str, str] | None = None) -> None:
+        """A worker that died or broke the protocol: its simulation fails, the rest of its
+        block goes back to the queue, and a replacement starts if work is left."""
+        nonlocal startup_failures
+        code = pool.remove(slot)
+        if not slot.ready:
+            startup_failures += 1
+            if startup_failures > workers:
+                raise PropammError("scoring workers fail to start: " +
+                                   _last_line(slot.worker.stderr_path))
+        if slot.index is not None:
+            text = Path(slot.worker.stderr_path).read_text(errors="replace") if os.path.exists(
+                slot.worker.stderr_path) else ""
+            kind, detail = why or classify_death(code, text)
+            if not why:
+                detail = f"{detail} (the scoring worker itself ended)"
+            fail(slot.index, _failure(seeds[slot.index], slot.cell(), kind, detail,
+                                      request.labels))
+        rest = [(i, s) for i, s in slot.block or [] if i in pending and i != slot.index]
+        if rest:
+            todo.appendleft(rest)
+        if todo:
+            pool.spawn()
+
     with tempfile.TemporaryDirectory(prefix="propamm-") as tmpdir:
-        pool = _Pool(request, min(workers, len(blocks)), tmpdir)
-        for block_id, block in blocks.items():
-            pool.tasks.put((block_id, block))
+        pool = _Pool(request, tmpdir, sandbox)
+        for _ in range(min(workers, len(todo))):
+            pool.spawn()
         try:
             while pending:
-                try:
-                    kind, key, payload = pool.results.get(timeout=0.2)
-                except queue.Empty:
-                    now = time.monotonic()
-                    for pid, started_at in list(since.items()):
-                        if now - started_at > request.sim_timeout and pid in pool.procs:
-                            timed_out.add(pid)
-                            pool.procs[pid][0].kill()
-                            pool.procs[pid][0].join(timeout=5)
-                            since.pop(pid)
-                    for pid, code, path in pool.dead():
-                        if pid not in taken:
-                            startup_failures += 1
-                            if startup_failures > workers:
-                                raise PropammError(
-                                    "scoring workers fail to start: " + _last_line(path) +
-                                    " (a script that calls score() needs an "
-                                    "`if __name__ == '__main__':` guard)")
-                        index = running.pop(pid, None)
-                        if index is not None and index in pending:
-                            pending.discard(index)
-                            who, kind, reason = _death(
-                                code, path, request.labels,
-                                request.sim_timeout if pid in timed_out else None)
-                            failures.append(Failure(seeds[index], who, kind, reason))
-                            if on_failure:
-                                on_failure(failures[-1])
-                            if on_progress:
-                                on_progress(1)
-                        # The rest of the dead worker's block goes back in the queue.
-                        block = blocks.get(taken.pop(pid, -1), [])
-                        rest = [(i, s) for i, s in block if i in pending and i not in started]
-                        if rest:
-                            blocks[len(blocks)] = rest
-                            pool.tasks.put((len(blocks) - 1, rest))
-                        pool.spawn()
-                    continue
-                if kind == "take":
-                    taken[payload] = key
-                elif kind == "start":
-                    running[payload] = key
-                    since[payload] = time.monotonic()
-                    started.add(key)
-                else:
-                    for pid in [p for p, i in running.items() if i == key]:
-                        since.pop(pid, None)  # the watchdog times simulations, not idle workers
-                    pending.discard(key)
-                    on_result(key, *payload)
-                    if on_progress:
-                        on_progress(1)
+                for key, _ in pool.selector.select(timeout=0.2):
+                    slot = pool.slots.get(key.fd)
+                    if slot is None:
+                        continue
+                    try:
+                        for message in slot.worker.channel.feed():
+                            _handle(slot, message, seeds, request, pending, on_result,
+                                    on_progress, fail, feed, on_start)
+                    except ValueError as exc:  # a bad frame, or _ProtocolError
+                        lost(slot, ("crash", f"protocol violation from the worker: {exc}"))
+                        continue
+                    if slot.worker.channel.eof:
+                        lost(slot)
+                now = time.monotonic()
+                for slot in list(pool.slots.values()):  # a worker wedged outside any child
+                    if slot.index is not None and now - slot.since > request.sim_timeout + 10:
+                        lost(slot, ("timeout", f"no result after {request.sim_timeout:g} s"))
+                if not pool.slots and pending:
+                    pool.spawn()
         finally:
-            for _ in pool.procs:
-                pool.tasks.put(None)
             pool.close()
     return failures
+
+
+class _ProtocolError(ValueError):
+    """A worker sent something it may not: it is treated as failed."""
+
+
+def _parse(slot: _Slot, message) -> tuple:
+    """(kind, index, payload) of a worker's message, checked against what the worker was
+    given; raises _ProtocolError otherwise (the worker runs hostile code)."""
+    try:
+        kind = message[0]
+        block = {i for i, _ in slot.block or []}
+        if kind == "ready" and len(message) == 1:
+            return kind, None, None
+        if kind == "start" and len(message) == 2 and message[1] in block:
+            return kind, message[1], None
+        if kind == "done" and len(message) == 3 and message[2] == slot.index is not None:
+            record, trace = message[1]
+            if isinstance(record, dict) and (trace is None or isinstance(trace, dict)):
+                return kind, message[2], (record, trace)
+        if kind == "fail" and len(message) == 5 and message[4] == slot.index is not None:
+            return kind, message[4], (int(message[1]), str(message[2]), str(message[3])[:400])
+    except (TypeError, ValueError, IndexError, KeyError) as exc:
+        raise _ProtocolError(f"malformed message ({type(exc).__name__})") from None
+    raise _ProtocolError(f"unexpected message {str(message)[:60]!r}")
+
+
+def _handle(slot: _Slot, message, seeds: list[int], request: ScoreRequest,
+            pending: set[int], on_result, on_progress, fail, feed, on_start=None) -> None:
+    """One message of a worker: ready for a block, a simulation started, done or failed."""
+    kind, index, payload = _parse(slot, message)
+    if kind == "ready":
+        if any(i in pending for i, _ in slot.block or []):
+            raise _ProtocolError("ready before its block was finished")
+        slot.index = None
+        slot.ready = True
+        feed(slot)
+    elif kind == "start":
+        slot.index, slot.since = index, time.monotonic()
+        if on_start:
+            on_start(index)
+    else:
+        slot.index = None
+        if index not in pending:
+            return
+        if kind == "done":
+            pending.discard(index)
+            on_result(index, *payload)
+            if on_progress:
+                on_progress(1)
+        else:
+            value, what, detail = payload
+            fail(index, _failure(seeds[index], value, what, detail, request.labels))
 
 
 def score(strategies: Sequence[str | os.PathLike], *, config: SimConfig | None = None,
@@ -380,7 +403,8 @@ def score(strategies: Sequence[str | os.PathLike], *, config: SimConfig | None =
           sim_timeout: float = DEFAULT_SIM_TIMEOUT,
           memory_limit: int = DEFAULT_MEMORY_LIMIT, strict: bool = False,
           allow_unsafe_source: bool = False, journal: str | os.PathLike | None = None,
-          resume: bool = False) -> ScoreResult:
+          resume: bool = False, call_timeout: float = DEFAULT_CALL_TIMEOUT,
+          sandbox: str = "auto") -> ScoreResult:
     """Scores compiled strategies officially, bit-identical to the reference engine.
 
     `strategies`: `.rs` sources (source policy checked, compiled with the reference's flags,
@@ -394,6 +418,11 @@ def score(strategies: Sequence[str | os.PathLike], *, config: SimConfig | None =
     or CPU) or makes its worker exceed `memory_limit` bytes becomes a `Failure` naming the
     strategy; every other simulation still completes.
 
+    `call_timeout`: seconds of wall time one strategy call may take before its simulation
+    is ended as a timeout (found within about 2x that). `sandbox`: `auto` (bubblewrap where
+    it works, else one line on stderr and the rlimit confinement only), `require` (refuse
+    without it) or `off`.
+
     `journal`: a path, or "auto" (`<cache>/journals/<run key>.jsonl`), to which every
     finished simulation is appended as it arrives; with `resume`, simulations already in it
     are read back instead of run again.
@@ -404,15 +433,18 @@ def score(strategies: Sequence[str | os.PathLike], *, config: SimConfig | None =
         simulations, seed_start, seed_stride)
     if not seed_values:
         raise PropammError("no seeds to score")
+    sandboxed(check_mode(sandbox))  # refuses now, before any work, under `require`
+    if not call_timeout > 0:
+        raise PropammError(f"--call-timeout must be positive, got {call_timeout!r}")
     workers = workers or os.cpu_count() or 1
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise PropammError(f"--workers must be a positive integer, got {workers!r}")
     prepared = prepare_strategies(strategies, strict=strict,
-                                  allow_unsafe_source=allow_unsafe_source)
+                                  allow_unsafe_source=allow_unsafe_source, sandbox=sandbox)
     traced = frozenset(parse_seed(s) for s in trace_seeds)
     request = ScoreRequest(tuple(prepared.libraries), tuple(prepared.labels), config, profile,
                            traced, trace_steps, float(sim_timeout), int(memory_limit),
-                           tuple(sorted(worker_env().items())), _native_libraries(), os.getpid())
+                           _native_libraries(), float(call_timeout))
 
     records: dict[int, dict] = {}
     traces: dict[int, dict] = {}
@@ -421,7 +453,8 @@ def score(strategies: Sequence[str | os.PathLike], *, config: SimConfig | None =
         from propamm_jax import journal as jr
 
         identity = jr.run_identity(profile, config.to_json(), prepared.labels,
-                                   prepared.libraries, seed_values, traced, trace_steps)
+                                   prepared.libraries, seed_values, traced, trace_steps,
+                                   request.native)
         path = jr.default_path(identity) if str(journal) == "auto" else Path(journal)
         if resume:
             for entry in jr.usable(path, jr.read(path, identity), seed_values):
@@ -447,7 +480,8 @@ def score(strategies: Sequence[str | os.PathLike], *, config: SimConfig | None =
     try:
         if todo:
             failures = run_simulations(request, [seed_values[i] for i in todo], workers, keep,
-                                       bar.update if bar is not None else None)
+                                       bar.update if bar is not None else None,
+                                       sandbox=sandbox)
     except KeyboardInterrupt:
         where = f"in the journal {writer.path}" if writer is not None else "nowhere (no journal)"
         raise Interrupted(f"{len(records)} of {len(seed_values)} simulations finished, kept "

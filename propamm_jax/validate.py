@@ -1,10 +1,11 @@
 """`propamm validate`: checks a strategy before anyone scores it.
 
 Static checks (source policy, compilation) run here; everything that executes the
-strategy runs in spawned, confined child processes (`sandbox.confine`), one per group of
-checks, so that a panic, a wild write, a hang or a runaway allocation ends that child and
+strategy runs in sandboxed child processes (`sandbox.launch`, in bubblewrap where it works),
+one per group of checks, so that a panic, a wild write, a hang or a runaway allocation ends that child and
 becomes a FAIL line naming the input that caused it. While a child calls the strategy it
-keeps the description of the current input and the call's start time in shared memory: the
+keeps the description of the current input and the call's start time on a `CallBoard`
+(a file both processes map): the
 parent kills a call that does not return (wall time past 10x the per-call budget, at least
 1 s, so that a busy machine's scheduling delays are not blamed on the strategy) and reports
 exactly that input; the budget itself is checked against each call's CPU time (thread time,
@@ -19,9 +20,10 @@ concavity are warnings unless `strict`; an output above the reserve is always a 
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import mmap
 import os
 import random
+import select
 import struct
 import tempfile
 import time
@@ -30,7 +32,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from propamm_jax.errors import PropammError
-from propamm_jax.sandbox import Limits, classify_death, confine, cpu_budget, worker_env
+from propamm_jax.sandbox import Limits, Worker, classify_death, cpu_budget, launch
 
 STORAGE = 1024
 U64_MAX = 2**64 - 1
@@ -151,27 +153,49 @@ def _tolerance(rate: float, value: int) -> float:
 
 # ─── The child side ──────────────────────────────────────────────────────────────────────
 
-class _Prober:
-    """Calls the strategy with the current input published in shared memory."""
+class CallBoard:
+    """What the child is calling now, in memory shared with the parent (a file both map):
+    the wall-clock start of the current call (f64 at 0; 0.0 between calls) and its
+    description (NUL-terminated UTF-8 from byte 8)."""
 
-    def __init__(self, path: str, where, started):
+    SIZE = 4096
+
+    def __init__(self, fd: int):
+        self.map = mmap.mmap(fd, self.SIZE)
+
+    def enter(self, what: str) -> None:
+        data = what.encode()[: self.SIZE - 9]
+        self.map[8 : 8 + len(data) + 1] = data + b"\0"
+        struct.pack_into("<d", self.map, 0, time.monotonic())
+
+    def leave(self) -> None:
+        struct.pack_into("<d", self.map, 0, 0.0)
+        self.map[8] = 0
+
+    def started(self) -> float:
+        return struct.unpack_from("<d", self.map, 0)[0]
+
+    def current(self) -> str:
+        raw = self.map[8:self.SIZE]
+        return raw[: raw.find(b"\0") if b"\0" in raw else len(raw)].decode(errors="replace")
+
+
+class _Prober:
+    """Calls the strategy with the current input published on the call board."""
+
+    def __init__(self, path: str, board: CallBoard):
         from propamm_jax.native.bridge import NativeStrategy, ffi
 
         self.ffi = ffi
         self.strategy = NativeStrategy(Path(path))
-        self.where = where
-        self.started = started
+        self.board = board
         self.slowest = (0, "")
 
     def _enter(self, what: str) -> None:
-        data = what.encode()[: len(self.where) - 1]
-        self.where[: len(data)] = data
-        self.where[len(data)] = b"\0"
-        self.started.value = time.monotonic()
+        self.board.enter(what)
 
     def _leave(self, t0: int, what: str) -> None:
-        self.started.value = 0.0
-        self.where[0] = b"\0"
+        self.board.leave()
         ns = time.thread_time_ns() - t0
         if ns > self.slowest[0]:
             self.slowest = (ns, what)
@@ -381,15 +405,15 @@ def _job_fuzz(p: _Prober, plan: Plan, send) -> None:
     send(("check", "epoch hook survives random payloads", PASS, f"{plan.fuzz_calls} calls"))
 
 
-def _job_preflight(plan: Plan, send, libraries: list[str], labels: list[str], where,
-                   started) -> None:
+def _job_preflight(plan: Plan, send, libraries: list[str], labels: list[str],
+                   board: CallBoard) -> None:
     """Score's gate, all strategies in one child: symbols, name, and the curve checks on zero
     storage. Messages are tagged with the strategy's position."""
     for i, (library, label) in enumerate(zip(libraries, labels)):
         send(("begin", i))
         tagged = lambda message, i=i: send(("of", i, message))  # noqa: E731
         try:
-            prober = _Prober(library, where, started)
+            prober = _Prober(library, board)
         except PropammError as exc:
             tagged(("check", "ABI symbols", FAIL, str(exc).split(": ", 1)[-1]))
             continue
@@ -401,26 +425,22 @@ _JOBS = {"load": _job_load, "history": _job_history, "curves": _job_curves,
          "determinism": _job_determinism, "fuzz": _job_fuzz}
 
 
-def _child(job: str, path: str, plan: Plan, args: tuple, limits: Limits, out, where,
-           started) -> None:
-    """A validation child: confined first, then one group of checks."""
-    confine(limits)
+def run_child(job: dict, send: Callable) -> None:
+    """A validation child (in `propamm_jax.worker`, already confined): one group of checks."""
+    board = CallBoard(job["board_fd"])
     cpu_budget(JOB_CPU_SECONDS)
-
-    def send(message) -> None:
-        out.put(message)
-
-    if job == "preflight":
-        _job_preflight(plan, send, *args, where, started)
+    name, path, plan, args = job["job"], job["path"], job["plan"], job["args"]
+    if name == "preflight":
+        _job_preflight(plan, send, *args, board)
         send(("end",))
         return
     try:
-        prober = _Prober(path, where, started)
+        prober = _Prober(path, board)
     except PropammError as exc:  # a missing symbol, or not a loadable library
         send(("check", "ABI symbols", FAIL, str(exc).split(": ", 1)[-1]))
         send(("end",))
         return
-    _JOBS[job](prober, plan, send, *args)
+    _JOBS[name](prober, plan, send, *args)
     send(("slowest", prober.slowest[0], prober.slowest[1]))
     send(("end",))
 
@@ -437,75 +457,83 @@ class JobOutcome:
     slowest_what: str = ""
 
 
-def run_job(job: str, library: str, plan: Plan, args: tuple = ()) -> JobOutcome:
-    """Runs one group of checks in a confined child and watches every call it makes."""
-    ctx = mp.get_context("spawn")
+def run_job(job: str, library: str, plan: Plan, args: tuple = (), sandbox: str = "auto"
+            ) -> JobOutcome:
+    """Runs one group of checks in a sandboxed child and watches every call it makes."""
     outcome = JobOutcome()
     with tempfile.TemporaryDirectory(prefix="propamm-validate-") as tmp:
-        stderr_path = os.path.join(tmp, "stderr")
-        limits = Limits(plan.memory_bytes, tmp, stderr_path, worker_env(), os.getpid())
-        queue = ctx.Queue()
-        where = ctx.RawArray("c", 1024)
-        started = ctx.RawValue("d", 0.0)
-        proc = ctx.Process(target=_child, daemon=True,
-                           args=(job, library, plan, args, limits, queue, where, started))
-        proc.start()
-        hang = max(10 * plan.call_budget_ms / 1000.0, 1.0)
-        deadline = time.monotonic() + JOB_WALL_SECONDS
-        ended = False
-
-        def drain(block: float) -> None:
-            nonlocal ended
-            import queue as queue_mod
-            try:
-                while True:
-                    message = queue.get(timeout=block)
-                    block = 0.0
-                    if message[0] == "end":
-                        ended = True
-                    elif message[0] == "slowest":
-                        outcome.slowest_ns, outcome.slowest_what = message[1], message[2]
-                    else:
-                        outcome.messages.append(message)
-            except queue_mod.Empty:
-                pass
-
-        while not ended:
-            drain(0.01)
-            if ended:
-                break
-            t0 = started.value
-            now = time.monotonic()
-            current = where.value.decode(errors="replace")
-            if t0 and now - t0 > hang and (proc.join(0.05) or proc.is_alive()):
-                proc.kill()
-                proc.join()
-                drain(0.05)
-                text = Path(stderr_path).read_text(errors="replace") if os.path.exists(stderr_path) else ""
-                if "panicked at" in text:  # it was dying, not hanging
-                    kind, detail = classify_death(-6, text)
-                    outcome.death = f"{kind} ({detail}) on {current}"
-                else:
-                    outcome.death = (f"time budget: no return after {now - t0:.1f} s (per-call "
-                                     f"budget {plan.call_budget_ms:g} ms) from {current}")
-                break
-            if now > deadline:
-                proc.kill()
-                proc.join()
-                outcome.death = f"time budget: checks still running after {JOB_WALL_SECONDS:g} s"
-                break
-            if not proc.is_alive():
-                drain(0.2)
-                if ended:
-                    break
-                text = Path(stderr_path).read_text(errors="replace") if os.path.exists(stderr_path) else ""
-                if "Traceback" in text and not current:
-                    raise PropammError(f"validation child failed: {text.strip().splitlines()[-1]}")
-                kind, detail = classify_death(proc.exitcode, text)
-                outcome.death = f"{kind} ({detail}) on {current or 'loading the library'}"
-                break
-        proc.join(timeout=5)
+        board_path = os.path.join(tmp, "board")
+        with open(board_path, "wb") as f:
+            f.write(bytes(CallBoard.SIZE))
+        board_fd = os.open(board_path, os.O_RDWR)
+        board = CallBoard(board_fd)
+        readable = list(args[0]) if job == "preflight" else [library]
+        worker = launch({"kind": "validate", "limits": Limits(plan.memory_bytes), "job": job,
+                         "path": library, "plan": plan, "args": args, "board_fd": board_fd},
+                        readable, tmp, "validate", sandbox, pass_fds=(board_fd,))
+        try:
+            _watch_job(worker, board, plan, outcome)
+        finally:
+            worker.kill()
+            worker.close()
+            os.close(board_fd)
     return outcome
+
+
+def _watch_job(worker: Worker, board: CallBoard, plan: Plan, outcome: JobOutcome) -> None:
+    """Collects the child's messages until it ends; kills it on a hung call or past the
+    job's wall time, and turns its death into `outcome.death`."""
+    hang = max(10 * plan.call_budget_ms / 1000.0, 1.0)
+    deadline = time.monotonic() + JOB_WALL_SECONDS
+    fd = worker.channel.fd
+    while True:
+        ready, _, _ = select.select([fd], [], [], 0.02)
+        if ready:
+            try:
+                messages = worker.channel.feed()
+            except ValueError:
+                outcome.death = "crash (the child broke the protocol) on " + (
+                    board.current() or "loading the library")
+                return
+            for message in messages:
+                if message[0] == "end":
+                    return
+                if message[0] == "slowest":
+                    outcome.slowest_ns, outcome.slowest_what = int(message[1]), str(message[2])
+                else:
+                    outcome.messages.append(tuple(message))
+        t0, now, current = board.started(), time.monotonic(), board.current()
+        if t0 and now - t0 > hang:
+            worker.kill()
+            code = worker.close()
+            text = _read(worker.stderr_path)
+            if "panicked at" in text:  # it was dying, not hanging
+                kind, detail = classify_death(-6, text)
+                outcome.death = f"{kind} ({detail}) on {current}"
+            else:
+                outcome.death = (f"time budget: no return after {now - t0:.1f} s (per-call "
+                                 f"budget {plan.call_budget_ms:g} ms) from {current}")
+            return
+        if now > deadline:
+            outcome.death = f"time budget: checks still running after {JOB_WALL_SECONDS:g} s"
+            return
+        if worker.channel.eof:
+            code = worker.close()
+            text = _read(worker.stderr_path)
+            if "Traceback" in text and not current:
+                raise PropammError(f"validation child failed: {text.strip().splitlines()[-1]}")
+            kind, detail = classify_death(code, text)
+            if code == 0:
+                detail = "exit code 0 before the checks ended (the process was ended from inside)"
+            outcome.death = f"{kind} ({detail}) on {current or 'loading the library'}"
+            return
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError:
+        return ""
 
 
 def _curve_status(strict: bool, problem: str | None) -> tuple[str, str]:
@@ -514,14 +542,15 @@ def _curve_status(strict: bool, problem: str | None) -> tuple[str, str]:
     return (FAIL if strict else WARN), problem
 
 
-def validate_library(library: str, plan: Plan = Plan(), strict: bool = False) -> list[Check]:
+def validate_library(library: str, plan: Plan = Plan(), strict: bool = False,
+                     sandbox: str = "auto") -> list[Check]:
     """The dynamic checks on a compiled library; each group in its own confined child."""
     checks: list[Check] = []
     slowest = (0, "")
 
     def run(job: str, expected: list[str], args: tuple = ()) -> JobOutcome:
         nonlocal slowest
-        out = run_job(job, library, plan, args)
+        out = run_job(job, library, plan, args, sandbox)
         got = []
         for message in out.messages:
             if message[0] == "check":
@@ -566,7 +595,8 @@ def validate_library(library: str, plan: Plan = Plan(), strict: bool = False) ->
 
 
 def validate_file(path: str | os.PathLike, *, strict: bool = False,
-                  allow_unsafe_source: bool = False, plan: Plan = Plan()) -> Report:
+                  allow_unsafe_source: bool = False, plan: Plan = Plan(),
+                  sandbox: str = "auto") -> Report:
     """Every check on one `.rs` or `.so` file. Never raises for a bad strategy: problems are
     FAIL lines (a missing or unreadable file too)."""
     from propamm_jax.native.build import compile_rust, read_source
@@ -612,7 +642,7 @@ def validate_file(path: str | os.PathLike, *, strict: bool = False,
     else:
         checks.append(Check("file", FAIL, "not a strategy (expected a .rs source or a compiled .so)"))
         return report()
-    checks.extend(validate_library(str(library), plan, strict))
+    checks.extend(validate_library(str(library), plan, strict, sandbox))
     return report()
 
 
@@ -627,13 +657,14 @@ class Verdict:
 
 
 def preflight(libraries: Sequence[str], labels: Sequence[str], strict: bool = False,
-              plan: Plan = QUICK) -> list[Verdict]:
+              plan: Plan = QUICK, sandbox: str = "auto") -> list[Verdict]:
     """The checks `score` runs before scoring, in one confined child for all strategies
     (a strategy that kills the child is rejected and the child restarted for the rest)."""
     verdicts: dict[int, Verdict] = {}
     todo = list(range(len(libraries)))
     while todo:
-        out = run_job("preflight", "", plan, ([libraries[i] for i in todo], [labels[i] for i in todo]))
+        out = run_job("preflight", "", plan, ([libraries[i] for i in todo],
+                                              [labels[i] for i in todo]), sandbox)
         checks: dict[int, list[Check]] = {}
         current = None
         for message in out.messages:

@@ -107,14 +107,20 @@ pub extern "C" fn __prop_amm_get_name(buf: *mut u8, max_len: usize) -> usize {
 """
 
 
-def test_workers_have_a_clean_environment_and_a_private_directory(tmp_path, monkeypatch):
+@pytest.mark.parametrize("sandbox", ["auto", "off"])
+def test_workers_have_a_clean_environment_and_a_private_directory(tmp_path, monkeypatch, sandbox):
+    from propamm_jax.sandbox import unavailable
+
     monkeypatch.setenv("SECRET_TOKEN", "do-not-leak")
     src = tmp_path / "env_probe.rs"
     src.write_text(ENV_PROBE)
     with pytest.raises(Exception, match="source policy: `std::env`"):
         prepare_strategies([src])
     result = score([src], config=SimConfig(steps=20, epoch_len=10), seeds=[0], workers=1,
-                   progress=False, allow_unsafe_source=True)
+                   progress=False, allow_unsafe_source=True, sandbox=sandbox)
     keys, cwd = result.results.sims[0]["strategies"][0]["name"].split("|")
-    assert set(keys.split(",")) <= {"PROPAMM_CACHE", "PROPAMM_NO_TAPE_CACHE"}, keys
-    assert "SECRET_TOKEN" not in keys and "propamm-" in cwd and cwd != str(tmp_path)
+    allowed = {"PROPAMM_CACHE", "PROPAMM_NO_TAPE_CACHE", "OPENBLAS_NUM_THREADS"}
+    assert set(keys.split(",")) <= allowed, keys
+    assert "SECRET_TOKEN" not in keys and cwd != str(tmp_path)
+    # In bubblewrap the private directory is the sandbox's own tmpfs at /tmp.
+    assert cwd == "/tmp" if sandbox == "auto" and unavailable() is None else "propamm-" in cwd

@@ -5,7 +5,9 @@
 //! running. The cost is two volatile stores and one indirect call per strategy call.
 //!
 //! Cell value: 0 = not inside a strategy, `slot * 4 + 1` = inside compute_swap,
-//! `slot * 4 + 2` = inside after_swap.
+//! `slot * 4 + 2` = inside after_swap. The next u32 counts calls entered (wrapping): a
+//! watchdog that sees the same nonzero value and the same count for longer than its per-call
+//! budget knows one call has not returned.
 
 use std::ptr;
 
@@ -18,6 +20,16 @@ static mut COMPUTE: [usize; SLOTS] = [0; SLOTS];
 static mut AFTER: [usize; SLOTS] = [0; SLOTS];
 
 #[inline(always)]
+unsafe fn enter(value: u32) {
+    let cell = CELL;
+    if !cell.is_null() {
+        let count = cell.add(1);
+        ptr::write_volatile(count, ptr::read_volatile(count).wrapping_add(1));
+        ptr::write_volatile(cell, value);
+    }
+}
+
+#[inline(always)]
 unsafe fn mark(value: u32) {
     let cell = CELL;
     if !cell.is_null() {
@@ -28,14 +40,14 @@ unsafe fn mark(value: u32) {
 macro_rules! slot {
     ($k:expr, $compute:ident, $after:ident) => {
         unsafe extern "C" fn $compute(data: *const u8, len: usize) -> u64 {
-            mark(($k as u32) * 4 + 1);
+            enter(($k as u32) * 4 + 1);
             let f = std::mem::transmute::<usize, ComputeFn>(COMPUTE[$k]);
             let out = f(data, len);
             mark(0);
             out
         }
         unsafe extern "C" fn $after(data: *const u8, len: usize, storage: *mut u8) {
-            mark(($k as u32) * 4 + 2);
+            enter(($k as u32) * 4 + 2);
             let f = std::mem::transmute::<usize, AfterFn>(AFTER[$k]);
             f(data, len, storage);
             mark(0);
