@@ -62,10 +62,7 @@ def blocks(text: str) -> list[tuple[int, str, str, str | None]]:
 RUNNABLE = [b for b in blocks(README.read_text()) if b[1] in ("bash", "python")]
 # Blocks known to fail for a reason being fixed elsewhere: a piece of their code -> why. They
 # run as strict xfails, so the fix turns them into failures until the entry is removed.
-KNOWN_BROKEN = {
-    "result = score(": "score() from a plain script (no __main__ guard): multiprocessing's "
-                       "spawn re-runs the script; fixed by launching workers as subprocesses",
-}
+KNOWN_BROKEN: dict[str, str] = {}
 
 
 def _params() -> list:
