@@ -69,8 +69,10 @@ def _check_sources(sources: Sequence[str | Path]) -> list[Path]:
 
 def submit(sources: Sequence[str | Path], output: str | Path, *, config: SimConfig | None = None,
            seeds: Iterable[int] = range(20), profile: str = "reference",
-           workers: int | None = None, progress: bool | None = None) -> Submission:
-    """Scores `sources` officially and writes the bundle directory `output` (new or empty)."""
+           workers: int | None = None, progress: bool | None = None,
+           journal: str | Path | None = None, resume: bool = False) -> Submission:
+    """Scores `sources` officially and writes the bundle directory `output` (new or empty).
+    `journal`/`resume` are `score`'s: a submission killed mid-run resumes where it stopped."""
     from propamm_jax import __version__
     from propamm_jax.native.build import RUSTC_FLAGS, compile_rust, core_library, rustc_version
     from propamm_jax.scoring import score
@@ -98,7 +100,7 @@ def submit(sources: Sequence[str | Path], output: str | Path, *, config: SimConf
         shutil.copyfile(p, copy)
         copies.append(copy)
     result = score(copies, config=config, seeds=seed_values, profile=profile, workers=workers,
-                   progress=progress)
+                   progress=progress, journal=journal, resume=resume)
     result.results.save(out / RESULTS)
     receipt = {
         "format": FORMAT,

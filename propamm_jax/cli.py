@@ -143,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_validate_parser(sub)
     _add_training_parsers(sub)
 
+    from propamm_jax.server.commands import add_parsers as add_server_parsers
+
+    add_server_parsers(sub, _positive_int)   # serve, worker, team add (the server issue)
+
     p = sub.add_parser("demo", help="build the starter strategies and score them in both profiles")
     _add_run_options(p, simulations=20)
     p.set_defaults(run=cmd_demo)
