@@ -172,7 +172,7 @@ def create_app(settings: Settings) -> FastAPI:
             row = conn.execute(sa.select(db.jobs).where(db.jobs.c.id == job_id)
                                .where(db.jobs.c.team_id == t.id)).first()
         if row is None:
-            raise ApiError(404, f"no job {job_id[:64]!r}")
+            raise ApiError(404, "no such job (or not your team's)")
         return row
 
     def competition_row(competition_id: str | None):
