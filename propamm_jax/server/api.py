@@ -23,6 +23,7 @@ from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException
 
@@ -65,6 +66,21 @@ class RateLimiter:
                 return False
             self.buckets[key] = (tokens - 1, now)
             return True
+
+
+PARQUET = "application/vnd.apache.parquet"
+
+
+class ErrorBody(BaseModel):
+    """Every error's body: one line."""
+
+    error: str
+
+
+ERRORS = {code: {"model": ErrorBody, "description": what} for code, what in (
+    (401, "missing, malformed or unknown token"), (403, "not allowed to this token"),
+    (404, "no such object for this team"), (409, "not in a state that has this"),
+    (413, "request body too large"), (422, "invalid request"), (429, "a limit was reached"))}
 
 
 def _one_line(text: str) -> str:
@@ -141,7 +157,8 @@ def create_app(settings: Settings) -> FastAPI:
     limiter = RateLimiter(settings.rate_per_s, settings.burst)
     app = FastAPI(title="propamm competition server", version="1",
                   description="Jobs (validate, score, submit), results, competitions and a "
-                              "leaderboard. Authenticate with `Authorization: Bearer TOKEN`.")
+                              "leaderboard. Authenticate with `Authorization: Bearer TOKEN`.",
+                  responses=ERRORS)
     app.state.engine = engine
     _install_errors(app)
 
@@ -270,7 +287,10 @@ def create_app(settings: Settings) -> FastAPI:
             raise ApiError(409, f"job {row.id} is {row.state}{detail}")
         return row
 
-    @app.get("/api/jobs/{job_id}/results", tags=["jobs"])
+    @app.get("/api/jobs/{job_id}/results", tags=["jobs"], responses={200: {
+        "description": "results (golden schema), a CSV table or a Parquet table",
+        "content": {"application/json": {}, "text/csv": {"schema": {"type": "string"}},
+                    PARQUET: {"schema": {"type": "string", "format": "binary"}}}}})
     def get_results(job_id: str, format: Literal["json", "csv", "parquet"] = "json",
                     t: auth.Team = Depends(team)):
         row = finished_job(job_id, t)
@@ -292,9 +312,12 @@ def create_app(settings: Settings) -> FastAPI:
         path = folder / f"results.{format}"
         if not path.exists():
             write_frame(Results.load(folder / "results.json").frame(), path)
-        return FileResponse(path, filename=f"{row.id}.{format}")
+        return FileResponse(path, filename=f"{row.id}.{format}",
+                            media_type="text/csv" if format == "csv" else PARQUET)
 
-    @app.get("/api/jobs/{job_id}/report", response_class=HTMLResponse, tags=["jobs"])
+    @app.get("/api/jobs/{job_id}/report", tags=["jobs"], response_class=Response,
+             responses={200: {"description": "the self-contained HTML report",
+                              "content": {"text/html": {"schema": {"type": "string"}}}}})
     def get_report(job_id: str, t: auth.Team = Depends(team)):
         row = finished_job(job_id, t)
         path = jobs.job_dir(settings.data, row.id) / "report.html"
@@ -389,5 +412,5 @@ def _table(rows: list[dict], format: str, name: str) -> Response:
                         headers={"content-disposition": f'attachment; filename="{name}.csv"'})
     buf = io.BytesIO()
     frame.to_parquet(buf, index=False)
-    return Response(buf.getvalue(), media_type="application/vnd.apache.parquet",
+    return Response(buf.getvalue(), media_type=PARQUET,
                     headers={"content-disposition": f'attachment; filename="{name}.parquet"'})

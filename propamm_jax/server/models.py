@@ -24,8 +24,10 @@ class Strict(BaseModel):
 class Source(Strict):
     """One uploaded Rust source: a bare file name (no directory) and its text."""
 
-    name: str = Field(max_length=70, description="a bare file name ending in .rs")
-    text: str = Field(max_length=MAX_SOURCE_BYTES, description="the Rust source")
+    name: str = Field(max_length=70, pattern=FILE_NAME.pattern,
+                      description="a bare file name ending in .rs")
+    text: str = Field(min_length=1, max_length=MAX_SOURCE_BYTES, pattern=r"\S",
+                      description="the Rust source (UTF-8, at most 64 KiB)")
 
     @field_validator("name")
     @classmethod
