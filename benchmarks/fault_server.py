@@ -2,7 +2,7 @@
 at random points, then kill the whole server and start it again; every job must finish with
 results identical to an uninterrupted `score` of the same inputs.
 
-    python benchmarks/fault_server.py --kills 5 --jobs 3 --simulations 8 --steps 2000
+    python benchmarks/fault_server.py --kills 5 --jobs 3 --simulations 12 --steps 2000
 
 Prints one line per kill (when, which job, how far it had come), then per job: attempts,
 simulations read back from its journal, and whether its results are identical.
@@ -38,11 +38,20 @@ def uninterrupted(config: dict, folder: Path, seed_start: int) -> dict:
     return result.results.to_json()
 
 
-def running_job(client, headers, ids) -> dict | None:
-    for job_id in ids:
-        job = client.get(f"/api/jobs/{job_id}", headers=headers).json()
-        if job["state"] == "running":
-            return job
+def running_job(client, headers, ids, killed: dict, timeout: float = 300) -> dict | None:
+    """A running job whose current attempt has finished a simulation that no earlier attempt
+    had (so a kill interrupts real work of a live worker, and the retry has something new to
+    read back). `killed`: job id -> simulations done when its worker was last killed."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        jobs = [client.get(f"/api/jobs/{job_id}", headers=headers).json() for job_id in ids]
+        for job in jobs:
+            done, total = job["progress"]["done"], job["progress"]["total"]
+            if job["state"] == "running" and killed.get(job["id"], 0) < done < total:
+                return job
+        if all(job["state"] in ("done", "failed") for job in jobs):
+            return None
+        time.sleep(0.1)
     return None
 
 
@@ -53,7 +62,7 @@ def main() -> int:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--kills", type=int, default=5, help="worker SIGKILLs")
     p.add_argument("--jobs", type=int, default=3)
-    p.add_argument("--simulations", type=int, default=8)
+    p.add_argument("--simulations", type=int, default=12)
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--seed", type=int, default=1, help="random seed of the kill times")
     args = p.parse_args()
@@ -65,32 +74,14 @@ def main() -> int:
     headers = {"Authorization": f"Bearer {add_team(data, 'alpha')}"}
     config = {"simulations": args.simulations, "steps": args.steps, "epoch_len": 500,
               "opponents": ["undercut"]}
-    server = Server(data, workers=1, lease=2)
+    server = Server(data, workers=1, lease=2, extra=("--rate", "1000"))
     client = httpx.Client(base_url=server.url, timeout=60)
-    ids = []
-    for k in range(args.jobs):
-        r = client.post("/api/jobs", headers=headers, json={
-            "kind": "score", "sources": [source("vol_scaled", "mine.rs")],
-            "config": {**config, "seed_start": 100 * k}})
-        r.raise_for_status()
-        ids.append(r.json()["id"])
-    kills = 0
-    t0 = time.time()
-    while kills < args.kills and time.time() - t0 < 900:
-        time.sleep(rng.uniform(0.5, 4.0))
-        job = running_job(client, headers, ids)
-        pids = server.worker_pids()
-        if job is None or not pids:
-            continue
-        os.kill(pids[0], signal.SIGKILL)
-        kills += 1
-        print(f"kill {kills}: t={time.time() - t0:.1f} s, worker {pids[0]}, job {job['id'][:8]} "
-              f"at {job['progress']['done']}/{job['progress']['total']}", flush=True)
-    time.sleep(rng.uniform(0.5, 3.0))
-    server.stop(signal.SIGKILL)
-    print(f"server killed (SIGKILL to its process group) at t={time.time() - t0:.1f} s; "
-          "starting it again", flush=True)
-    server = Server(data, workers=1, lease=2)
+    try:
+        ids, kills = interrupt(client, server, headers, config, args, rng)
+    finally:
+        server.stop(signal.SIGKILL)
+    print("server killed (SIGKILL to its process group); starting it again", flush=True)
+    server = Server(data, workers=1, lease=2, extra=("--rate", "1000"))
     client = httpx.Client(base_url=server.url, timeout=60)
     identical = 0
     try:
@@ -110,6 +101,37 @@ def main() -> int:
           "identical to an uninterrupted run, 0 lost" if identical == len(ids) else
           f"{kills} kills: only {identical} of {len(ids)} jobs identical")
     return 0 if identical == len(ids) else 1
+
+
+def interrupt(client, server, headers, config, args, rng) -> tuple[list[str], int]:
+    """Submits the jobs, SIGKILLs the worker `args.kills` times at random points of running
+    jobs, and returns the job ids and the number of kills (the caller kills the server)."""
+    ids = []
+    for k in range(args.jobs):
+        r = client.post("/api/jobs", headers=headers, json={
+            "kind": "score", "sources": [source("vol_scaled", "mine.rs")],
+            "config": {**config, "seed_start": 100 * k}})
+        r.raise_for_status()
+        ids.append(r.json()["id"])
+    kills = 0
+    killed: dict[str, int] = {}
+    t0 = time.time()
+    while kills < args.kills and time.time() - t0 < 900:
+        job = running_job(client, headers, ids, killed)
+        time.sleep(rng.uniform(0.0, 1.5))     # a random point within the job's work
+        pids = server.worker_pids()
+        if job is None:
+            break       # every job finished: fewer kills than asked (printed below)
+        if not pids:
+            continue
+        os.kill(pids[0], signal.SIGKILL)
+        kills += 1
+        killed[job["id"]] = job["progress"]["done"]
+        print(f"kill {kills}: t={time.time() - t0:.1f} s, worker {pids[0]}; job {job['id'][:8]} "
+              f"was at {job['progress']['done']}/{job['progress']['total']}", flush=True)
+    running_job(client, headers, ids, killed)
+    time.sleep(rng.uniform(0.0, 1.5))   # the server is killed at a random point too
+    return ids, kills
 
 
 if __name__ == "__main__":

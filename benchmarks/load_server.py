@@ -28,7 +28,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def team_run(url: str, token: str, jobs: int, config: dict, latencies: list[float],
+def team_run(url: str, token: str, jobs: int, config: dict, poll: float, latencies: list[float],
              outcome: dict, start: threading.Barrier, lock: threading.Lock) -> None:
     """Submits `jobs` jobs at the barrier, then polls them until each is done or failed."""
     import httpx
@@ -56,7 +56,7 @@ def team_run(url: str, token: str, jobs: int, config: dict, latencies: list[floa
                     pending.discard(job_id)
                     with lock:
                         outcome[job_id] = job
-            time.sleep(0.25)
+            time.sleep(poll)
 
 
 def main() -> int:
@@ -68,6 +68,8 @@ def main() -> int:
     p.add_argument("--simulations", type=int, default=2)
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--db", default=None, help="database URL (default: SQLite in a temp dir)")
+    p.add_argument("--poll", type=float, default=0.5,
+                   help="seconds each team waits between rounds of status requests")
     args = p.parse_args()
     shared_cache()
     data = Path(tempfile.mkdtemp(prefix="propamm-load-")) / "data"
@@ -80,7 +82,7 @@ def main() -> int:
     lock = threading.Lock()
     start = threading.Barrier(args.teams)
     threads = [threading.Thread(target=team_run, args=(server.url, t, args.jobs_per_team, config,
-                                                       latencies, outcome, start, lock))
+                                                       args.poll, latencies, outcome, start, lock))
                for t in tokens]
     t0 = time.perf_counter()
     try:
