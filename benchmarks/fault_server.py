@@ -2,7 +2,7 @@
 at random points, then kill the whole server and start it again; every job must finish with
 results identical to an uninterrupted `score` of the same inputs.
 
-    python benchmarks/fault_server.py --kills 5 --jobs 3 --simulations 12 --steps 2000
+    python benchmarks/fault_server.py --kills 5 --jobs 5 --simulations 12 --steps 6000
 
 Prints one line per kill (when, which job, how far it had come), then per job: attempts,
 simulations read back from its journal, and whether its results are identical.
@@ -61,9 +61,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--kills", type=int, default=5, help="worker SIGKILLs")
-    p.add_argument("--jobs", type=int, default=3)
+    p.add_argument("--jobs", type=int, default=5)
     p.add_argument("--simulations", type=int, default=12)
-    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--seed", type=int, default=1, help="random seed of the kill times")
     args = p.parse_args()
     rng = random.Random(args.seed)
@@ -93,8 +93,8 @@ def main() -> int:
             same = (job["state"] == "done" and client.get(f"/api/jobs/{job_id}/results",
                     headers=headers).json() == uninterrupted(config, root, 100 * k))
             identical += same
-            print(f"job {job_id[:8]}: {job['state']}, {job['attempts']} attempts, {resumed} "
-                  f"simulations read back from its journal, identical: {same}")
+            print(f"job {job_id[:8]}: {job['state']}, {job['attempts']} attempts, the last one "
+                  f"read back {resumed} simulations from its journal, identical: {same}")
     finally:
         server.stop()
     print(f"{kills} worker kills + 1 server restart: {identical} of {len(ids)} jobs finished "
@@ -127,8 +127,9 @@ def interrupt(client, server, headers, config, args, rng) -> tuple[list[str], in
         os.kill(pids[0], signal.SIGKILL)
         kills += 1
         killed[job["id"]] = job["progress"]["done"]
-        print(f"kill {kills}: t={time.time() - t0:.1f} s, worker {pids[0]}; job {job['id'][:8]} "
-              f"was at {job['progress']['done']}/{job['progress']['total']}", flush=True)
+        print(f"kill {kills}: t={time.time() - t0:.1f} s, worker {pids[0]}; chosen while job "
+              f"{job['id'][:8]} ran at {job['progress']['done']}/{job['progress']['total']}",
+              flush=True)
     running_job(client, headers, ids, killed)
     time.sleep(rng.uniform(0.0, 1.5))   # the server is killed at a random point too
     return ids, kills

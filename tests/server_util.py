@@ -71,6 +71,13 @@ def pg_cluster():
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def postgres():
+    """A module's PostgreSQL cluster: call it for a fresh database URL."""
+    with pg_cluster() as new_database:
+        yield new_database
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -120,7 +127,7 @@ class Server:
         raise RuntimeError("server did not start")
 
     def worker_pids(self) -> list[int]:
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid), "-f", "propamm_jax.server.worker"],
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid), "-f", "propamm_jax.cli worker"],
                              capture_output=True, text=True)
         return [int(p) for p in out.stdout.split()]
 

@@ -11,15 +11,9 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("sqlalchemy")
 
-from server_util import TINY, pg_cluster, shared_cache, source  # noqa: E402
+from server_util import TINY, postgres, shared_cache, source  # noqa: E402,F401
 
 SECRET_SEEDS = [987654321987, 123456789123]
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    with pg_cluster() as new_database:
-        yield new_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

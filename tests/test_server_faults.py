@@ -14,7 +14,8 @@ import pytest
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 
-from server_util import STARTERS, Server, add_team, propamm, shared_cache, source, wait_job  # noqa: E402
+from server_util import (STARTERS, TINY, Server, add_team, postgres, propamm,  # noqa: E402,F401
+                         shared_cache, source, wait_job)
 
 CONFIG = {"simulations": 6, "steps": 2000, "epoch_len": 500, "opponents": ["undercut"]}
 
@@ -97,5 +98,36 @@ def test_server_killed_and_restarted_finishes_the_job(tmp_path, uninterrupted):
         client = httpx.Client(base_url=server.url, timeout=30)
         lines = check_finished(client, job_id, headers, uninterrupted)
         assert any(line.startswith("resumed ") for line in lines), lines
+    finally:
+        server.stop()
+
+
+def test_two_workers_share_a_postgresql_queue(tmp_path, postgres):
+    """`serve --db postgresql://...` with two workers: every job runs exactly once."""
+    shared_cache()
+    url = postgres()
+    data = tmp_path / "data"
+    data.mkdir()
+    headers = {"Authorization": f"Bearer {add_team(data, 'alpha', db=url)}"}
+    server = Server(data, workers=2, db=url)
+    try:
+        client = httpx.Client(base_url=server.url, timeout=30)
+        ids = []
+        for k in range(4):
+            r = client.post("/api/jobs", headers=headers, json={
+                "kind": "score", "sources": [source("vol_scaled", "mine.rs")],
+                "config": {**TINY, "seed_start": k}})
+            assert r.status_code == 201, r.text
+            ids.append(r.json()["id"])
+        jobs = [wait_job(client, job_id, headers) for job_id in ids]
+        assert [(j["state"], j["attempts"]) for j in jobs] == [("done", 1)] * 4
+        seeds = [client.get(f"/api/jobs/{i}/results", headers=headers).json()["sims"][0]["seed"]
+                 for i in ids]
+        assert seeds == [0, 1, 2, 3]
+        owners = set()
+        for job_id in ids:
+            lines = client.get(f"/api/jobs/{job_id}/logs", headers=headers).json()["lines"]
+            owners.update(x["line"].split()[2] for x in lines if x["line"].startswith("running on"))
+        assert len(owners) == 2, owners      # both workers took jobs
     finally:
         server.stop()

@@ -29,11 +29,12 @@ def _db_url(args) -> str:
 
 
 def _need_extra() -> None:
-    try:
-        import fastapi, sqlalchemy, uvicorn  # noqa: E401,F401
-    except ImportError as exc:
-        raise PropammError(f"the server needs the 'server' extra: pip install -e '.[server]' "
-                           f"({exc.name} is missing)") from None
+    from importlib.util import find_spec
+
+    for name in ("fastapi", "uvicorn", "sqlalchemy"):
+        if find_spec(name) is None:
+            raise PropammError(f"the server needs the 'server' extra: pip install -e "
+                               f"'.[server]' ({name} is missing)")
 
 
 def add_parsers(sub, positive_int) -> None:
@@ -97,7 +98,6 @@ def cmd_worker(args) -> int:
     import signal
 
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    print(f"worker on {_db_url(args).split('@')[-1]}, data in {args.data}", flush=True)
     worker.work(_db_url(args), args.data, lease_s=args.lease, stop=stop)
     return 0
 
@@ -106,7 +106,7 @@ class WorkerPool:
     """The worker processes of `serve`; one that dies is started again within a second."""
 
     def __init__(self, url: str, data: Path, count: int, lease_s: float):
-        self.argv = [sys.executable, "-m", "propamm_jax.server.worker", "--db", url,
+        self.argv = [sys.executable, "-m", "propamm_jax.cli", "worker", "--db", url,
                      "--data", str(data), "--lease", str(lease_s)]
         self.procs: list[subprocess.Popen] = []
         self.count = count

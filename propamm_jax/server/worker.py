@@ -8,9 +8,7 @@ any machine that reaches the database and shares the data directory
 
 from __future__ import annotations
 
-import argparse
 import os
-import signal
 import socket
 import sys
 import threading
@@ -97,25 +95,3 @@ def default_cache(data: str | Path) -> None:
     """Compiled libraries live in the data directory unless `$PROPAMM_CACHE` says otherwise
     (the worker owns its process, so it may set its own environment)."""
     os.environ.setdefault("PROPAMM_CACHE", str(Path(data).absolute() / "cache"))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m propamm_jax.server.worker`: what `propamm serve` starts per worker."""
-    p = argparse.ArgumentParser(prog="propamm-worker")
-    p.add_argument("--db", required=True)
-    p.add_argument("--data", required=True, type=Path)
-    p.add_argument("--lease", type=float, default=queue.DEFAULT_LEASE_S)
-    p.add_argument("--poll", type=float, default=0.5)
-    p.add_argument("--max-attempts", type=int, default=queue.DEFAULT_MAX_ATTEMPTS)
-    p.add_argument("--job-workers", type=int, default=1)
-    args = p.parse_args(argv)
-    default_cache(args.data)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    work(args.db, args.data, lease_s=args.lease, poll_s=args.poll,
-         max_attempts=args.max_attempts, job_workers=args.job_workers, stop=stop)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
