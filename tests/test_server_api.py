@@ -292,3 +292,17 @@ def test_team_add_prints_token_last_and_keeps_only_its_hash(tmp_path):
     assert len(stored) == 1 and token not in repr(stored)
     dup = propamm("team", "add", "gamma", "--data", str(tmp_path))
     assert dup.returncode == 2 and dup.stderr.strip() == "propamm: error: team 'gamma' already exists"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--db", "postgresql://nobody@127.0.0.1:1/x"], "cannot open (connection failed"),
+    (["--db", "foo://bar"], "--db 'foo://bar': not a usable database URL"),
+    ([], "pass --data DIR (embedded SQLite there) or --db URL"),
+])
+def test_team_add_bad_database_is_one_line(args, message):
+    from server_util import propamm
+
+    out = propamm("team", "add", "x", *args)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.startswith("propamm: error: ") and message in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
