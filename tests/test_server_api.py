@@ -9,6 +9,8 @@ import re
 import pytest
 
 pytest.importorskip("fastapi")
+# Starlette's TestClient warns that it wants a newer httpx; the API under test is unaffected.
+pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 pytest.importorskip("sqlalchemy")
 
 from server_util import TINY, postgres, shared_cache, source  # noqa: E402,F401
@@ -306,3 +308,30 @@ def test_team_add_bad_database_is_one_line(args, message):
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.startswith("propamm: error: ") and message in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_hostile_uploads_are_contained_and_reported_in_one_line(server):
+    from conftest import FIXTURES
+
+    client, url, data, make_team = server
+    h = make_team("alpha")
+    reader = {"name": "reader.rs", "text": 'const NAME: &str = "r";\n'
+              'fn compute_swap(_d: &[u8]) -> u64 { std::fs::read("/etc/passwd").map(|v| v.len() as u64).unwrap_or(0) }\n'
+              'fn after_swap(_d: &[u8], _s: &mut [u8]) {}\n'}
+    crasher = {"name": "panic_sometimes.rs",
+               "text": (FIXTURES / "bad" / "panic_sometimes.rs").read_text()}
+    rejected = post_job(client, h, sources=[reader])
+    crashing = post_job(client, h, sources=[crasher],
+                        config={"simulations": 6, "steps": 300, "epoch_len": 100,
+                                "opponents": ["undercut"]})
+    run_worker(url, data)
+    run_worker(url, data)
+    job = client.get(f"/api/jobs/{rejected}", headers=h).json()
+    assert job["state"] == "failed"
+    assert job["error"].startswith("reader.rs:2: source policy: `std::fs` is not allowed")
+    job = client.get(f"/api/jobs/{crashing}", headers=h).json()
+    assert job["state"] == "done" and job["progress"] == {"done": 5, "total": 6}   # 5 kept
+    lines = [x["line"] for x in client.get(f"/api/jobs/{crashing}/logs", headers=h).json()["lines"]]
+    assert ("FAILED seed 0: strategy panic_sometimes.rs: crash: in after_swap: SIGABRT: "
+            "panicked at panic_sometimes.rs:30: deliberate failure at step 50") in lines
+    assert len(client.get(f"/api/jobs/{crashing}/results", headers=h).json()["sims"]) == 5

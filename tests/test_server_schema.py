@@ -9,6 +9,8 @@ from __future__ import annotations
 import pytest
 
 pytest.importorskip("fastapi")
+# Starlette's TestClient warns that it wants a newer httpx; the API under test is unaffected.
+pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 # Rules across fields (simulations x steps, names unique among sources and opponents, known
