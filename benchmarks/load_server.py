@@ -59,6 +59,22 @@ def team_run(url: str, token: str, jobs: int, config: dict, poll: float, latenci
             time.sleep(poll)
 
 
+def idle_latencies(url: str, token: str, outcome: dict, requests: int = 300) -> list[float]:
+    """Status requests of one team on an idle server: the baseline for the figures above."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=url, timeout=60) as client:
+        ids = [j for j in outcome if client.get(f"/api/jobs/{j}", headers=headers).status_code == 200]
+        out = []
+        for k in range(requests):
+            t0 = time.perf_counter()
+            client.get(f"/api/jobs/{ids[k % len(ids)]}", headers=headers)
+            out.append(time.perf_counter() - t0)
+            time.sleep(0.05)   # within the team's rate limit
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -90,9 +106,10 @@ def main() -> int:
             t.start()
         for t in threads:
             t.join()
+        wall = time.perf_counter() - t0
+        idle = idle_latencies(server.url, tokens[0], outcome)
     finally:
         server.stop()
-    wall = time.perf_counter() - t0
     submitted = args.teams * args.jobs_per_team
     done = sum(1 for j in outcome.values() if j["state"] == "done")
     failed = [j for j in outcome.values() if j["state"] == "failed"]
@@ -107,6 +124,10 @@ def main() -> int:
     ms = [x * 1000 for x in latencies]
     print(f"status requests during the run: {len(ms)}, latency p50 {percentile(ms, 0.5):.1f} ms, "
           f"p99 {percentile(ms, 0.99):.1f} ms, max {max(ms):.1f} ms")
+    base = [x * 1000 for x in idle]
+    print(f"baseline, the same requests once the queue is empty: p50 "
+          f"{percentile(base, 0.5):.1f} ms, p99 {percentile(base, 0.99):.1f} ms "
+          f"(under load: {percentile(ms, 0.5) / percentile(base, 0.5):.1f}x p50)")
     return 0 if done == submitted else 1
 
 

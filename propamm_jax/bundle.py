@@ -47,6 +47,7 @@ class Submission:
     path: Path
     receipt: dict
     failures: list = field(default_factory=list)
+    rejected: list = field(default_factory=list)   # strategies left out before scoring
 
 
 def _check_sources(sources: Sequence[str | Path]) -> list[Path]:
@@ -123,7 +124,7 @@ def submit(sources: Sequence[str | Path], output: str | Path, *, config: SimConf
         "failures": [f.line() for f in result.failures],
     }
     (out / RECEIPT).write_text(json.dumps(receipt, indent=2) + "\n")
-    return Submission(out, receipt, result.failures)
+    return Submission(out, receipt, result.failures, result.rejected)
 
 
 def load_receipt(bundle: str | Path) -> dict:

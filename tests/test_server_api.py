@@ -315,20 +315,24 @@ def test_hostile_uploads_are_contained_and_reported_in_one_line(server):
 
     client, url, data, make_team = server
     h = make_team("alpha")
-    reader = {"name": "reader.rs", "text": 'const NAME: &str = "r";\n'
-              'fn compute_swap(_d: &[u8]) -> u64 { std::fs::read("/etc/passwd").map(|v| v.len() as u64).unwrap_or(0) }\n'
-              'fn after_swap(_d: &[u8], _s: &mut [u8]) {}\n'}
+    reader = {"name": "reader.rs", "text": (
+        'const NAME: &str = "r";\n'
+        'fn compute_swap(_d: &[u8]) -> u64 { std::fs::read("/etc/passwd").map(|v| v.len() as u64)'
+        '.unwrap_or(0) }\n'
+        'fn after_swap(_d: &[u8], _s: &mut [u8]) {}\n')}
     crasher = {"name": "panic_sometimes.rs",
                "text": (FIXTURES / "bad" / "panic_sometimes.rs").read_text()}
     rejected = post_job(client, h, sources=[reader])
+    rejected_submit = post_job(client, h, kind="submit", sources=[reader])
     crashing = post_job(client, h, sources=[crasher],
                         config={"simulations": 6, "steps": 300, "epoch_len": 100,
                                 "opponents": ["undercut"]})
-    run_worker(url, data)
-    run_worker(url, data)
-    job = client.get(f"/api/jobs/{rejected}", headers=h).json()
-    assert job["state"] == "failed"
-    assert job["error"].startswith("reader.rs:2: source policy: `std::fs` is not allowed")
+    for _ in range(3):
+        run_worker(url, data)
+    for job_id in (rejected, rejected_submit):
+        job = client.get(f"/api/jobs/{job_id}", headers=h).json()
+        assert job["state"] == "failed"
+        assert job["error"].startswith("reader.rs:2: source policy: `std::fs` is not allowed")
     job = client.get(f"/api/jobs/{crashing}", headers=h).json()
     assert job["state"] == "done" and job["progress"] == {"done": 5, "total": 6}   # 5 kept
     lines = [x["line"] for x in client.get(f"/api/jobs/{crashing}/logs", headers=h).json()["lines"]]

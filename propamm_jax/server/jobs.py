@@ -151,7 +151,7 @@ def run_submit(data: Path, job_id: str, sources: list[str], plan: Plan, workers:
                  seeds=plan.seeds, profile=plan.profile, workers=workers, progress=False,
                  journal=job_dir(data, job_id) / "journal.jsonl", resume=True)
     results = Results.load(bundle / "results.json")
-    return _finish_scored(data, job_id, results, sub.failures, [], sources, plan)
+    return _finish_scored(data, job_id, results, sub.failures, sub.rejected, sources, plan)
 
 
 def run_job(data: str | Path, job_id: str, kind: str, sources: list[str], config: dict,
@@ -169,7 +169,13 @@ def run_job(data: str | Path, job_id: str, kind: str, sources: list[str], config
         out = Outcome(error=" ".join(str(exc).split()))
     # Messages name files by path; the team knows its files by name, and the server's
     # directories are none of its business.
-    strip = lambda text: text.replace(f"{sources_dir(data, job_id)}/", "")  # noqa: E731
+    prefixes = (f"{sources_dir(data, job_id)}/", f"{job_dir(data, job_id)}/bundle/sources/")
+
+    def strip(text: str) -> str:
+        for prefix in prefixes:
+            text = text.replace(prefix, "")
+        return text
+
     out.lines = [strip(line) for line in out.lines]
     out.error = strip(out.error) if out.error else None
     return out
