@@ -55,6 +55,7 @@ class Submission:
     path: Path
     receipt: dict
     failures: list = field(default_factory=list)
+    rejected: list = field(default_factory=list)   # strategies left out before scoring
 
 
 def _check_sources(sources: Sequence[str | Path], opponents: Sequence[str | Path] = ()
@@ -81,9 +82,11 @@ def _check_sources(sources: Sequence[str | Path], opponents: Sequence[str | Path
 def submit(sources: Sequence[str | Path], output: str | Path, *, config: SimConfig | None = None,
            seeds: Iterable[int] = range(20), profile: str = "reference",
            workers: int | None = None, progress: bool | None = None,
-           opponents: Sequence[str | Path] = ()) -> Submission:
+           opponents: Sequence[str | Path] = (), journal: str | Path | None = None,
+           resume: bool = False) -> Submission:
     """Scores the submissions `sources` against `opponents` (all in the same simulations)
-    officially and writes the bundle directory `output` (new or empty)."""
+    officially and writes the bundle directory `output` (new or empty). `journal`/`resume`
+    are `score`'s: a submission killed mid-run resumes where it stopped."""
     from propamm_jax import __version__
     from propamm_jax.native.build import RUSTC_FLAGS, compile_rust, core_library, rustc_version
     from propamm_jax.scoring import score
@@ -112,7 +115,7 @@ def submit(sources: Sequence[str | Path], output: str | Path, *, config: SimConf
         shutil.copyfile(p, copy)
         copies.append(copy)
     result = score(copies, config=config, seeds=seed_values, profile=profile, workers=workers,
-                   progress=progress)
+                   progress=progress, journal=journal, resume=resume)
     result.results.save(out / RESULTS)
     receipt = {
         "format": FORMAT,
@@ -135,7 +138,7 @@ def submit(sources: Sequence[str | Path], output: str | Path, *, config: SimConf
         "failures": [f.line() for f in result.failures],
     }
     (out / RECEIPT).write_text(json.dumps(receipt, indent=2) + "\n")
-    return Submission(out, receipt, result.failures)
+    return Submission(out, receipt, result.failures, result.rejected)
 
 
 def load_receipt(bundle: str | Path) -> dict:

@@ -280,6 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_parsers(sub)
     _add_compare_parser(sub)
 
+    from propamm_jax.server.commands import add_parsers as add_server_parsers
+
+    add_server_parsers(sub, _positive_int)   # serve, worker, team add
+
     p = sub.add_parser("demo", help="build the starter strategies and score them in both "
                        "profiles (reference, then corrected)")
     _add_run_options(p, simulations=20)
