@@ -33,8 +33,8 @@ def _need_extra() -> None:
 
     for name in ("fastapi", "uvicorn", "sqlalchemy"):
         if find_spec(name) is None:
-            raise PropammError(f"the server needs the 'server' extra: pip install -e "
-                               f"'.[server]' ({name} is missing)")
+            raise PropammError(f"the server needs the 'server' extra: pip install "
+                               f"'propamm-jax[server]' ({name} is missing)")
 
 
 def add_parsers(sub, positive_int) -> None:
