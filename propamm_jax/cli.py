@@ -54,6 +54,14 @@ def _add_sandbox_options(p: argparse.ArgumentParser) -> None:
                        help="run strategies without bubblewrap (rlimits only; for benchmarks)")
 
 
+def _add_ray_option(p: argparse.ArgumentParser) -> None:
+    """`--ray ADDRESS`: the same run fanned out over a Ray cluster (propamm_jax.cluster)."""
+    p.add_argument("--ray", metavar="ADDRESS", default=None,
+                   help="run on a Ray cluster: auto (the one this machine belongs to), "
+                        "HOST:PORT, or local (start one here); same results, byte for byte. "
+                        "Needs pip install 'propamm-jax[ray]'")
+
+
 def _seed(text: str) -> int:
     from propamm_jax.tape import parse_seed
 
@@ -91,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds of wall time one strategy call may take before its "
                         "simulation is reported as a timeout")
     _add_robustness_options(p)
+    _add_ray_option(p)
     p.set_defaults(run=cmd_score)
 
     p = sub.add_parser("simulate", help="simulate parametric pools on the fast JAX path")
@@ -106,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     p.add_argument("--output", type=Path, default=None)
     p.add_argument("--no-progress", action="store_true")
+    _add_ray_option(p)
     p.set_defaults(run=cmd_simulate)
 
     p = sub.add_parser("sweep", help="run a pool over a parameter grid x seeds (one batch)")
@@ -131,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="the (point, seed) table: .parquet, .csv or .json")
     p.add_argument("--no-progress", action="store_true")
+    _add_ray_option(p)
     p.set_defaults(run=cmd_sweep)
 
     p = sub.add_parser("frame", help="a results file as a tidy table (.json/.csv/.parquet)")
@@ -243,7 +254,7 @@ def _score_and_print(files, args, profile: str, output: Path | None = None, trac
                    seed_start=args.seed_start, seed_stride=args.seed_stride, profile=profile,
                    workers=args.workers, trace_seeds=trace_seeds,
                    progress=None if not args.no_progress else False, sim_timeout=sim_timeout,
-                   **_robustness_kwargs(args))
+                   ray=getattr(args, "ray", None), **_robustness_kwargs(args))
     elapsed = time.perf_counter() - started
     _print_rejections(result)
     print()
@@ -314,7 +325,7 @@ def cmd_simulate(args) -> int:
           f"{config.steps} steps, epoch {config.epoch_len}", flush=True)
     started = time.perf_counter()
     results = simulate(args.pool, config, seeds, args.profile, args.batch_size, args.dtype,
-                       progress=None if not args.no_progress else False)
+                       progress=None if not args.no_progress else False, ray=args.ray)
     elapsed = time.perf_counter() - started
     print()
     print(aggregate_table(results))
@@ -358,7 +369,7 @@ def cmd_sweep(args) -> int:
           + (f"  |  fixed {fixed}" if fixed else ""), flush=True)
     started = time.perf_counter()
     frame = sweep(args.pool, grid, config, seeds, args.profile, args.opponent, fixed,
-                  args.dtype, progress=None if not args.no_progress else False)
+                  args.dtype, progress=None if not args.no_progress else False, ray=args.ray)
     elapsed = time.perf_counter() - started
     print()
     print(format_summary(summarize(frame)))
@@ -486,6 +497,7 @@ def _add_training_parsers(sub) -> None:
     p.add_argument("--out", type=Path, required=True, help="run directory (log, checkpoint, policy)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--no-progress", action="store_true")
+    _add_ray_option(p)
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("export", help="a policy.json as a single-file Rust submission")
@@ -505,6 +517,7 @@ def _add_training_parsers(sub) -> None:
     p.add_argument("--epoch-len", type=_positive_int("--epoch-len"), default=1_000)
     p.add_argument("--fast-only", action="store_true", help="skip official scoring")
     p.add_argument("--workers", type=_positive_int("--workers"), default=None)
+    _add_ray_option(p)
     p.set_defaults(run=cmd_evaluate)
 
 
@@ -523,7 +536,7 @@ def cmd_train(args) -> int:
     cfg.check()
     _configure_jax()
     policy = train(cfg, args.out, resume=args.resume,
-                   progress=False if args.no_progress else None)
+                   progress=False if args.no_progress else None, ray=args.ray)
     held = policy["heldout_mean"]
     print(f"policy written to {args.out / 'policy.json'} (held-out mean "
           f"{'n/a' if held is None else f'{held:.2f}'}, generation {policy['generation']})")
@@ -566,7 +579,7 @@ def cmd_evaluate(args) -> int:
     print(f"profile: {args.profile}  |  {len(seeds)} held-out seeds from {seeds[0]}  |  "
           f"opponents: {', '.join(args.opponent) or 'normalizer only'}", flush=True)
     ev = evaluate(args.policy, seeds, args.profile, config, tuple(args.opponent),
-                  official=not args.fast_only, workers=args.workers)
+                  official=not args.fast_only, workers=args.workers, ray=args.ray)
     if ev.fast_mean is None:
         print("fast path mean edge:  n/a (compiled opponents run only officially)")
     else:
@@ -595,6 +608,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("propamm: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if "ray" in sys.modules:  # entry() exits without atexit handlers: leave Ray now
+            from propamm_jax.cluster import shutdown
+
+            shutdown()
 
 
 def entry() -> None:

@@ -34,7 +34,7 @@ class Evaluation:
 
 
 def fast_edges(policy: str | Path, seeds: Sequence[int], profile: str, config: SimConfig,
-               opponents: Sequence[str] = ()) -> np.ndarray:
+               opponents: Sequence[str] = (), ray: str | None = None) -> np.ndarray:
     """The policy's edge on each seed, on the fast path."""
     import jax
 
@@ -42,7 +42,8 @@ def fast_edges(policy: str | Path, seeds: Sequence[int], profile: str, config: S
 
     pool, params = load_policy(policy)
     stacked = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64)[None], params)
-    return population_values(Setting(pool, tuple(opponents), profile, config), stacked, seeds)[0]
+    return population_values(Setting(pool, tuple(opponents), profile, config), stacked, seeds,
+                             ray=ray)[0]
 
 
 def opponent_files(opponents: Sequence[str], folder: Path) -> list[Path]:
@@ -74,7 +75,8 @@ def opponent_files(opponents: Sequence[str], folder: Path) -> list[Path]:
 
 def official_edges(policy: str | Path, seeds: Sequence[int], profile: str, config: SimConfig,
                    opponents: Sequence[str] = (), workers: int | None = None,
-                   progress: bool | None = None) -> tuple[dict[int, float], int]:
+                   progress: bool | None = None,
+                   ray: str | None = None) -> tuple[dict[int, float], int]:
     """({seed: edge} of the exported policy, number of failed simulations)."""
     from propamm_jax.scoring import score
     from propamm_jax.training.export import export
@@ -83,7 +85,7 @@ def official_edges(policy: str | Path, seeds: Sequence[int], profile: str, confi
         rs = export(policy, Path(tmp) / "policy_export.rs")
         files = [rs] + opponent_files(opponents, Path(tmp))
         result = score([str(f) for f in files], config=config, seeds=list(seeds),
-                       profile=profile, workers=workers, progress=progress)
+                       profile=profile, workers=workers, progress=progress, ray=ray)
     if result.rejected:
         raise PropammError(f"export of {policy} was rejected: {result.rejected[0]}")
     frame = result.frame
@@ -94,7 +96,9 @@ def official_edges(policy: str | Path, seeds: Sequence[int], profile: str, confi
 def evaluate(policy: str | Path, seeds: Sequence[int], profile: str = "corrected",
              config: SimConfig | None = None, opponents: Sequence[str] = (),
              official: bool = True, workers: int | None = None,
-             progress: bool | None = None) -> Evaluation:
+             progress: bool | None = None, ray: str | None = None) -> Evaluation:
+    """The policy's mean edge on `seeds`, fast path and official; `ray`: a Ray cluster's
+    address to fan both out over."""
     from propamm_jax.training.objective import is_compiled
 
     config = config or SimConfig()
@@ -102,10 +106,15 @@ def evaluate(policy: str | Path, seeds: Sequence[int], profile: str = "corrected
     seeds = list(seeds)
     # No fast path against compiled strategies: those are only scored officially.
     compiled = any(is_compiled(o) for o in opponents)
-    fast = None if compiled else fast_edges(policy, seeds, profile, config, opponents)
+    fast = None if compiled else fast_edges(policy, seeds, profile, config, opponents, ray)
     if not official and fast is not None:
+        if ray is not None:
+            from propamm_jax import cluster
+
+            cluster.announce(progress)
         return Evaluation(len(seeds), float(fast.mean()), None, 0)
-    edges, failed = official_edges(policy, seeds, profile, config, opponents, workers, progress)
+    edges, failed = official_edges(policy, seeds, profile, config, opponents, workers, progress,
+                                   ray)
     done = [s for s in seeds if s in edges]
     off = float(np.mean([edges[s] for s in done])) if done else None
     if fast is None:

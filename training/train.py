@@ -226,14 +226,17 @@ def _mean_of(cfg: TrainConfig, state) -> np.ndarray:
     return np.asarray(state.mean)
 
 
-def heldout_value(setting: Setting, vec, seeds) -> float:
-    return float(population_values(setting, _params(np.asarray(vec)[None]), seeds).mean())
+def heldout_value(setting: Setting, vec, seeds, ray: str | None = None) -> float:
+    return float(population_values(setting, _params(np.asarray(vec)[None]), seeds,
+                                   ray=ray).mean())
 
 
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
-          progress: bool | None = None, echo: Callable[[str], None] | None = None) -> dict:
+          progress: bool | None = None, echo: Callable[[str], None] | None = None,
+          ray: str | None = None) -> dict:
     """Runs (or resumes) a training run into directory `out`; returns the policy dict
-    written to `out/policy.json`."""
+    written to `out/policy.json`. `ray`: a Ray cluster's address; each generation's
+    population x seeds evaluation then fans out over it (the same run, value for value)."""
     import jax
     import jax.numpy as jnp
 
@@ -241,6 +244,10 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
         raise PropammError("training needs 64-bit JAX: call "
                            "jax.config.update('jax_enable_x64', True) first")
     cfg.check()
+    if ray is not None:
+        from propamm_jax import cluster
+
+        cluster.check_address(ray)
     echo = echo or (lambda line: print(line, flush=True))
     out = Path(out)
     setting = cfg.setting()
@@ -270,7 +277,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
         k_ask, k_tell = jax.random.split(jax.random.fold_in(key, gen))
         if es is not None:
             pop, state = es.ask(k_ask, state, es_params)
-            values = population_values(setting, _params(pop), seeds).mean(axis=1)
+            values = population_values(setting, _params(pop), seeds, ray=ray).mean(axis=1)
             state, _ = es.tell(k_tell, pop, jnp.asarray(-values), state, es_params)
             gen_best, gen_mean = float(values.max()), float(values.mean())
         else:
@@ -288,7 +295,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
         last = gen == cfg.generations - 1
         if (gen + 1) % cfg.eval_every == 0 or last:
             vec = _mean_of(cfg, state)
-            record["heldout"] = heldout_value(setting, vec, heldout)
+            record["heldout"] = heldout_value(setting, vec, heldout, ray)
             if best["heldout"] is None or record["heldout"] > best["heldout"]:
                 best = {"heldout": record["heldout"], "params": vec.tolist(), "generation": gen}
         record["seconds"] = round(time.perf_counter() - t0, 3)
@@ -304,6 +311,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
                  + (f" held-out {record['heldout']:.1f}" if "heldout" in record else ""))
     if bar is not None:
         bar.close()
+    if ray is not None:
+        cluster.announce(progress)
     return write_policy(out / "policy.json", cfg, best)
 
 

@@ -1,0 +1,302 @@
+"""Scale-out on Ray (`--ray ADDRESS`): the same work as a local run, fanned out as Ray tasks.
+
+Official scoring sends blocks of seeds to tasks; each task runs the local scheduler
+(`scoring.run_simulations`, one sandboxed worker) on its block, so strategies load in the
+same sandbox as on one machine. The strategy libraries and the scoring core are built once,
+on the driver, and shipped by content: their bytes go into the object store once and each
+node writes them to `<cache>/shipped/<sha256>/` (no rustc on the nodes). Each finished block
+comes back to the driver as soon as it completes, and its simulations go into the journal
+then, so `--resume` works after the driver itself is lost; a task whose worker or node dies
+is run again by Ray (`MAX_RETRIES`), and what finished before is never lost.
+
+Fast-path batches (`simulate`, `sweep`, a training population's evaluation) fan out by
+chunks of seeds, each task calling the same local function on its chunk (on a GPU when the
+cluster has them); a simulation's result does not depend on the batch it ran in, so the
+chunks, gathered in seed order, give the local run's results exactly.
+
+Ray is an optional dependency (`pip install 'propamm-jax[ray]'`), imported only here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import re
+import sys
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from propamm_jax.errors import PropammError
+
+INSTALL_HINT = "--ray needs Ray, which is not installed: pip install 'propamm-jax[ray]'"
+MAX_RETRIES = 3            # runs of a task whose worker or node was lost, after the first
+TASKS_PER_CPU = 3          # blocks per CPU of the cluster: balance against per-task start-up
+MAX_BLOCK = 32             # seeds in one official-scoring task at most
+# Environment the driver passes on to the tasks (what changes how results are computed or
+# cached; XLA's flags without the device count, which each task sets for itself).
+FORWARDED_ENV = ("XLA_FLAGS", "XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PYTHON_CLIENT_MEM_FRACTION",
+                 "PROPAMM_NO_TAPE_CACHE", "PROPAMM_NO_PROGRAM_CACHE", "PROPAMM_NO_BATCH_CACHE")
+_ADDRESS = re.compile(r"^(auto|local|ray://[\w.\-]+:\d+|[\w.\-]+:\d+)$")
+
+
+def check_address(address: str) -> str:
+    """`auto`, `local`, `HOST:PORT` or `ray://HOST:PORT`, and Ray importable; else one line."""
+    if not isinstance(address, str) or not _ADDRESS.match(address):
+        raise PropammError(f"--ray {address!r}: expected auto, local or HOST:PORT")
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise PropammError(INSTALL_HINT) from None
+    return address
+
+
+def worker_env(environ: dict | None = None) -> dict[str, str]:
+    """The variables the tasks run with: those of `FORWARDED_ENV` the driver has, XLA's
+    flags asking for one host device per task (a task holds one CPU)."""
+    environ = os.environ if environ is None else environ
+    env = {k: environ[k] for k in FORWARDED_ENV if k in environ}
+    flags = re.sub(r"--xla_force_host_platform_device_count=\S+", "", env.get("XLA_FLAGS", ""))
+    env["XLA_FLAGS"] = f"{flags.strip()} --xla_force_host_platform_device_count=1".strip()
+    return env
+
+
+def connect(address: str):
+    """The `ray` module, connected to `address` (`local` starts a private cluster here)."""
+    check_address(address)
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    options: dict[str, Any] = {"runtime_env": {"env_vars": worker_env()},
+                               "logging_level": logging.WARNING, "log_to_driver": False}
+    if address == "local":
+        options["include_dashboard"] = False
+    try:
+        ray.init(address=address, **options)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise PropammError(f"--ray {address}: cannot connect: {first[:300]}") from None
+    return ray
+
+
+def shutdown() -> None:
+    """Disconnects (and stops a cluster started by `local`); for processes that exit
+    without running their atexit handlers."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+
+
+# ─── Who took part ───────────────────────────────────────────────────────────────────────
+
+@dataclass
+class Participation:
+    """Nodes and worker processes whose tasks finished, across one run's fan-outs."""
+
+    workers: dict[str, set[str]] = field(default_factory=dict)   # node -> worker ids
+    tasks: int = 0
+
+    def add(self, node: str, worker: str) -> None:
+        self.workers.setdefault(node, set()).add(worker)
+        self.tasks += 1
+
+    def line(self) -> str:
+        n_workers = sum(len(w) for w in self.workers.values())
+        return (f"ray: {len(self.workers)} node{'s' * (len(self.workers) != 1)}, "
+                f"{n_workers} worker{'s' * (n_workers != 1)} took part ({self.tasks} tasks)")
+
+
+_TOOK_PART = Participation()
+
+
+def announce(progress: bool | None) -> None:
+    """Prints (stderr) and resets who took part since the last announcement; silent when
+    `progress` is False (nested calls, the Python API asked to be quiet)."""
+    global _TOOK_PART
+    if progress is not False and _TOOK_PART.tasks:
+        print(_TOOK_PART.line(), file=sys.stderr, flush=True)
+    if progress is not False:
+        _TOOK_PART = Participation()
+
+
+def _whoami() -> tuple[str, str]:
+    import ray
+
+    ctx = ray.get_runtime_context()
+    return ctx.get_node_id(), ctx.get_worker_id()
+
+
+def _cpus(ray) -> int:
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def _gpus(ray) -> int:
+    return int(ray.cluster_resources().get("GPU", 0))
+
+
+def fan_out(address: str, function: Callable, chunks: Sequence[tuple], *,
+            on_done: Callable[[int, Any], None], num_cpus: float = 1, num_gpus: float = 0,
+            shared: Sequence[Any] = ()) -> None:
+    """Runs `function(*shared, *chunk)` for each chunk as a Ray task (retried on a lost
+    worker or node) and calls `on_done(k, value)` for chunk k in completion order. A task
+    that still fails after its retries ends the run with one line (what finished stays
+    delivered)."""
+    ray = connect(address)
+    remote = ray.remote(_traced).options(num_cpus=num_cpus, num_gpus=num_gpus,
+                                         max_retries=MAX_RETRIES, retry_exceptions=False)
+    shared_refs = [ray.put(x) for x in shared]
+    futures = {remote.remote(function, *shared_refs, *chunk): k for k, chunk in enumerate(chunks)}
+    try:
+        while futures:
+            done, _ = ray.wait(list(futures), num_returns=1)
+            k = futures.pop(done[0])
+            try:
+                value, node, worker = ray.get(done[0])
+            except ray.exceptions.RayTaskError as exc:
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, PropammError):
+                    raise PropammError(str(cause)) from None
+                raise PropammError(f"ray task {k} failed: {_first_line(exc)}") from None
+            except ray.exceptions.RayError as exc:
+                raise PropammError(f"ray task {k} lost after {MAX_RETRIES} retries: "
+                                   f"{_first_line(exc)}") from None
+            _TOOK_PART.add(node, worker)
+            on_done(k, value)
+    finally:
+        for ref in futures:
+            ray.cancel(ref, force=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+    return (lines[-1] if lines else type(exc).__name__)[:300]
+
+
+def _traced(function: Callable, *args):
+    """Runs in the task: the value plus the node and worker that computed it."""
+    return (function(*args), *_whoami())
+
+
+def suggested_chunks(n: int, cpus: int, largest: int) -> int:
+    """Items per task: about `TASKS_PER_CPU` tasks per CPU, at most `largest`."""
+    return max(1, min(largest, math.ceil(n / (cpus * TASKS_PER_CPU))))
+
+
+# ─── Official scoring ────────────────────────────────────────────────────────────────────
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def materialize(name: str, digest: str, data: bytes) -> str:
+    """The shipped file on this node, `<cache>/shipped/<sha256>/<name>`, written once
+    (atomically) and checked against its hash."""
+    from propamm_jax.native.build import cache_dir
+
+    if _digest(data) != digest:
+        raise PropammError(f"shipped library {name}: content does not match its sha256")
+    path = cache_dir() / "shipped" / digest / name
+    if path.exists() and path.stat().st_size == len(data):
+        return str(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, path)
+    return str(path)
+
+
+def score_block(request, sandbox: str, names: tuple[str, ...], digests: tuple[str, ...],
+                blobs: tuple[bytes, ...], block: list[tuple[int, int]]) -> tuple[list, list]:
+    """A Ray task: the libraries written to this node's cache, then the local scheduler on
+    one block of (index, seed) with one sandboxed worker. Returns ([(index, record,
+    trace)], [Failure])."""
+    from propamm_jax.scoring import run_simulations
+
+    paths = [materialize(n, d, b) for n, d, b in zip(names, digests, blobs)]
+    k = len(request.libraries)
+    local = replace(request, libraries=tuple(paths[:k]), native=tuple(paths[k:]))
+    done: list = []
+    failures = run_simulations(local, [seed for _, seed in block], 1,
+                               lambda j, record, trace: done.append((block[j][0], record, trace)),
+                               sandbox=sandbox)
+    return done, failures
+
+
+def run_simulations(request, seeds: list[int], address: str,
+                    on_result: Callable[[int, dict, dict | None], None],
+                    on_progress: Callable[[int], None] | None = None,
+                    sandbox: str = "auto") -> list:
+    """`scoring.run_simulations` across a Ray cluster: blocks of seeds as tasks, each
+    finished block's simulations passed to `on_result(index, record, trace)` as it arrives.
+    Returns the failures."""
+    from propamm_jax.scoring import _blocks
+
+    ray = connect(address)
+    files = [*request.libraries, *request.native]
+    blobs = [Path(f).read_bytes() for f in files]
+    names = tuple(Path(f).name for f in files)
+    digests = tuple(_digest(b) for b in blobs)
+    blocks = _blocks(seeds, _cpus(ray) * TASKS_PER_CPU, MAX_BLOCK)
+    failures: list = []
+
+    def done(_k: int, value) -> None:
+        results, lost = value
+        for index, record, trace in results:
+            on_result(index, record, trace)
+        failures.extend(lost)
+        if on_progress:
+            on_progress(len(results) + len(lost))
+
+    fan_out(address, score_block, [(b,) for b in blocks], on_done=done,
+            shared=(request, sandbox, names, digests, tuple(blobs)))
+    return failures
+
+
+# ─── Fast path ───────────────────────────────────────────────────────────────────────────
+
+def configure_jax() -> None:
+    """In a task: 64-bit JAX and the node's persistent compilation cache (the device count
+    comes from the job's XLA_FLAGS, `worker_env`)."""
+    import jax
+
+    from propamm_jax.native.build import cache_dir
+
+    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "jax"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def _call(function: Callable, args: tuple, kwargs: dict, chunk: list):
+    """A fast-path task: `function(*args, chunk, **kwargs)` with JAX set up."""
+    configure_jax()
+    return function(*args, chunk, **kwargs)
+
+
+def map_seeds(address: str, function: Callable, args: tuple, seeds: Sequence[int],
+              kwargs: dict | None = None, largest: int = 1000,
+              on_chunk: Callable[[int], None] | None = None) -> list:
+    """`[function(*args, chunk, **kwargs) for chunk in chunks of seeds]`, computed as Ray
+    tasks (one GPU each when the cluster has GPUs, else one CPU) and returned in seed order;
+    `on_chunk(len(chunk))` as each one finishes."""
+    ray = connect(address)
+    seeds = list(seeds)
+    gpus = _gpus(ray)
+    size = suggested_chunks(len(seeds), gpus or _cpus(ray), largest)
+    chunks = [seeds[i : i + size] for i in range(0, len(seeds), size)]
+    values: dict[int, Any] = {}
+
+    def done(k: int, value) -> None:
+        values[k] = value
+        if on_chunk:
+            on_chunk(len(chunks[k]))
+
+    fan_out(address, _call, [(c,) for c in chunks], on_done=done,
+            num_cpus=0 if gpus else 1, num_gpus=1 if gpus else 0,
+            shared=(function, tuple(args), dict(kwargs or {})))
+    return [values[k] for k in range(len(chunks))]
