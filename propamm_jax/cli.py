@@ -610,9 +610,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         if "ray" in sys.modules:  # entry() exits without atexit handlers: leave Ray now
-            from propamm_jax.cluster import shutdown
+            from propamm_jax import cluster
 
-            shutdown()
+            if cluster.took_part():
+                print(cluster.took_part(), file=sys.stderr)
+            cluster.shutdown()
 
 
 def entry() -> None:

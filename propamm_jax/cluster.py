@@ -75,6 +75,8 @@ def connect(address: str):
                                "logging_level": logging.WARNING, "log_to_driver": False}
     if address == "local":
         options["include_dashboard"] = False
+    elif address != "auto":
+        _reachable(address)
     try:
         ray.init(address=address, **options)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -83,9 +85,24 @@ def connect(address: str):
     return ray
 
 
+def _reachable(address: str, timeout: float = 5.0) -> None:
+    """Ray's core ends the whole process when a GCS it was pointed at never answers: try the
+    port first, so an unreachable cluster is one line."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise PropammError(f"--ray {address}: cannot connect ({exc.strerror or exc}); is a "
+                           "Ray cluster running there? (ray start --head)") from None
+
+
 def shutdown() -> None:
     """Disconnects (and stops a cluster started by `local`); for processes that exit
     without running their atexit handlers."""
+    global _TOOK_PART
+    _TOOK_PART = Participation()
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
         ray.shutdown()
@@ -113,14 +130,9 @@ class Participation:
 _TOOK_PART = Participation()
 
 
-def announce(progress: bool | None) -> None:
-    """Prints (stderr) and resets who took part since the last announcement; silent when
-    `progress` is False (nested calls, the Python API asked to be quiet)."""
-    global _TOOK_PART
-    if progress is not False and _TOOK_PART.tasks:
-        print(_TOOK_PART.line(), file=sys.stderr, flush=True)
-    if progress is not False:
-        _TOOK_PART = Participation()
+def took_part() -> str | None:
+    """The line saying which nodes and workers ran this process's tasks so far, or None."""
+    return _TOOK_PART.line() if _TOOK_PART.tasks else None
 
 
 def _whoami() -> tuple[str, str]:

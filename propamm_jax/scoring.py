@@ -462,8 +462,6 @@ def score(strategies: Sequence[str | os.PathLike], *, config: SimConfig | None =
             bar.close()
         if writer is not None:
             writer.close()
-    if ray is not None:
-        cluster.announce(progress)
     results = Results(
         engine=profile, config=config, strategies=prepared.labels,
         sims=[records[i] for i in sorted(records)],

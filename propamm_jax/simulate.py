@@ -200,7 +200,6 @@ def _on_ray(address: str, specs: list[PoolSpec], config: SimConfig, seeds: list[
                               largest=batch_size, on_chunk=bar.update if bar else None)
     if bar is not None:
         bar.close()
-    cluster.announce(progress)
     return Results(engine=profile, config=config, strategies=[s.label for s in specs],
                    sims=[sim for part in parts for sim in part])
 

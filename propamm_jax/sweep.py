@@ -244,7 +244,6 @@ def _on_ray(address: str, args: tuple, seeds: list[int], options: dict,
                               on_chunk=(lambda n: bar.update(n * points)) if bar else None)
     if bar is not None:
         bar.close()
-    cluster.announce(progress)
     return _table(parts)
 
 

@@ -108,10 +108,6 @@ def evaluate(policy: str | Path, seeds: Sequence[int], profile: str = "corrected
     compiled = any(is_compiled(o) for o in opponents)
     fast = None if compiled else fast_edges(policy, seeds, profile, config, opponents, ray)
     if not official and fast is not None:
-        if ray is not None:
-            from propamm_jax import cluster
-
-            cluster.announce(progress)
         return Evaluation(len(seeds), float(fast.mean()), None, 0)
     edges, failed = official_edges(policy, seeds, profile, config, opponents, workers, progress,
                                    ray)

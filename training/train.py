@@ -311,8 +311,6 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
                  + (f" held-out {record['heldout']:.1f}" if "heldout" in record else ""))
     if bar is not None:
         bar.close()
-    if ray is not None:
-        cluster.announce(progress)
     return write_policy(out / "policy.json", cfg, best)
 
 
