@@ -71,8 +71,8 @@ def connect(address: str):
 
     if ray.is_initialized():
         return ray
-    options: dict[str, Any] = {"runtime_env": {"env_vars": worker_env()},
-                               "logging_level": logging.WARNING, "log_to_driver": False}
+    # No runtime_env: workers with one start later (~3 s here); `_traced` sets the variables.
+    options: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
     if address == "local":
         options["include_dashboard"] = False
     elif address != "auto":
@@ -160,8 +160,8 @@ def fan_out(address: str, function: Callable, chunks: Sequence[tuple], *,
     ray = connect(address)
     remote = ray.remote(_traced).options(num_cpus=num_cpus, num_gpus=num_gpus,
                                          max_retries=MAX_RETRIES, retry_exceptions=False)
-    shared_refs = [ray.put(x) for x in shared]
-    futures = {remote.remote(function, *shared_refs, *chunk): k for k, chunk in enumerate(chunks)}
+    shared_refs = [ray.put(x) for x in (worker_env(), function, *shared)]
+    futures = {remote.remote(*shared_refs, *chunk): k for k, chunk in enumerate(chunks)}
     try:
         while futures:
             done, _ = ray.wait(list(futures), num_returns=1)
@@ -188,8 +188,11 @@ def _first_line(exc: BaseException) -> str:
     return (lines[-1] if lines else type(exc).__name__)[:300]
 
 
-def _traced(function: Callable, *args):
-    """Runs in the task: the value plus the node and worker that computed it."""
+def _traced(env: dict[str, str], function: Callable, *args):
+    """Runs in the task: the driver's variables set (XLA's flags count only before JAX is
+    first imported in this worker, which is by a task of this job), then the value plus the
+    node and worker that computed it."""
+    os.environ.update(env)
     return (function(*args), *_whoami())
 
 
@@ -274,7 +277,7 @@ def run_simulations(request, seeds: list[int], address: str,
 
 def configure_jax() -> None:
     """In a task: 64-bit JAX and the node's persistent compilation cache (the device count
-    comes from the job's XLA_FLAGS, `worker_env`)."""
+    comes from the XLA_FLAGS of `worker_env`)."""
     import jax
 
     from propamm_jax.native.build import cache_dir
