@@ -7,9 +7,7 @@ the scoring core and call guard and the strategy libraries it runs, a private tm
 only writable directory, a minimal /proc and /dev, no capabilities, no new privileges, killed
 with its parent. `unavailable` probes once per process whether that works; where it does not,
 `launch` says so once and runs the worker with the confinement below only (or refuses, in
-`require` mode). The parent and the worker speak length-prefixed frames over the worker's
-stdin/stdout: pickles from the parent (trusted), JSON from the worker (never unpickled: its
-process runs hostile code).
+`require` mode). The parent and the worker speak `wire` frames over the worker's stdin/stdout.
 
 Inside, the worker calls `confine` first thing, before it loads any strategy: its stderr goes to a file
 the parent reads after a crash (a Rust panic's message names the source file), its address
@@ -23,21 +21,18 @@ watchdog.
 
 from __future__ import annotations
 
-import json
 import os
-import pickle
 import resource
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 from typing import Sequence
 
 from propamm_jax.errors import PropammError
+from propamm_jax.wire import Channel, to_worker, write_all
 
 # What a worker's clean environment keeps: only the project's own settings, resolved.
 _KEEP = ("PROPAMM_NO_TAPE_CACHE",)
@@ -46,7 +41,7 @@ _THREADS = {"OPENBLAS_NUM_THREADS": "1"}
 
 BWRAP = "bwrap"
 MODES = ("auto", "require", "off")   # sandbox on where available / refuse without / old confinement
-MAX_FRAME = 256 * 2**20               # a worker's frame larger than this is a protocol violation
+TMPFS_BYTES = 64 * 2**20              # a worker's private /tmp (tmpfs pages are not in RLIMIT_AS)
 
 
 @dataclass(frozen=True)
@@ -68,101 +63,6 @@ def worker_env() -> dict[str, str]:
     env = {"PROPAMM_CACHE": str(cache_dir().absolute()), **_THREADS}
     env.update({k: os.environ[k] for k in _KEEP if k in os.environ})
     return env
-
-
-# ─── Frames ──────────────────────────────────────────────────────────────────────────────
-
-def frame(payload: bytes) -> bytes:
-    """A length-prefixed frame (u32 little-endian length, then the payload)."""
-    return struct.pack("<I", len(payload)) + payload
-
-
-def to_worker(obj) -> bytes:
-    """A frame for the worker: a pickle (the parent is trusted; the worker may unpickle)."""
-    return frame(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
-
-
-def _json_default(obj):
-    if isinstance(obj, (bytes, bytearray)):
-        return {"__bytes__": bytes(obj).hex()}
-    if hasattr(obj, "tolist"):  # NumPy scalars and arrays
-        return obj.tolist()
-    raise TypeError(f"cannot send {type(obj).__name__}")
-
-
-def _json_hook(obj: dict):
-    if len(obj) == 1 and "__bytes__" in obj:
-        return bytes.fromhex(obj["__bytes__"])
-    return obj
-
-
-def from_worker_encode(obj) -> bytes:
-    """A frame for the parent: JSON (floats round-trip exactly; bytes as hex)."""
-    return frame(json.dumps(obj, default=_json_default).encode())
-
-
-def from_worker_decode(payload: bytes):
-    """Parses a worker's frame; raises ValueError on anything that is not our JSON."""
-    return json.loads(payload.decode("utf-8"), object_hook=_json_hook)
-
-
-def read_frame(fd: int) -> bytes | None:
-    """One frame from a blocking fd (the worker's side), or None at end of input."""
-    head = _read_exact(fd, 4)
-    if head is None:
-        return None
-    body = _read_exact(fd, struct.unpack("<I", head)[0])
-    return body
-
-
-def _read_exact(fd: int, n: int) -> bytes | None:
-    chunks, got = [], 0
-    while got < n:
-        chunk = os.read(fd, n - got)
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
-
-
-def write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-class Channel:
-    """The parent's end of a worker's output: bytes read as they come, split into frames.
-
-    `feed` never blocks (call it when the fd is readable); a malformed frame raises
-    ValueError, which the caller treats as the worker's failure."""
-
-    def __init__(self, fd: int):
-        self.fd = fd
-        self.buffer = bytearray()
-        self.eof = False
-        os.set_blocking(fd, False)
-
-    def feed(self) -> list:
-        try:
-            chunk = os.read(self.fd, 1 << 20)
-        except BlockingIOError:
-            return []
-        if not chunk:
-            self.eof = True
-            return []
-        self.buffer += chunk
-        messages = []
-        while len(self.buffer) >= 4:
-            n = struct.unpack_from("<I", self.buffer)[0]
-            if n > MAX_FRAME:
-                raise ValueError(f"frame of {n} bytes")
-            if len(self.buffer) < 4 + n:
-                break
-            messages.append(from_worker_decode(bytes(self.buffer[4 : 4 + n])))
-            del self.buffer[: 4 + n]
-        return messages
 
 
 # ─── Launching a worker, in bubblewrap when it works here ───────────────────────────────
@@ -207,13 +107,26 @@ def _bind_args(paths: Sequence[str]) -> list[str]:
 def bwrap_command(readable: Sequence[str], env: dict[str, str]) -> list[str]:
     """The bwrap command line (without the program to run) for a worker that reads
     `readable` (strategy libraries, the core, a tape folder) besides the runtime."""
+    size = ["--size", str(TMPFS_BYTES)] if _bwrap_sizes_tmpfs() else []
     args = [shutil.which(BWRAP) or BWRAP, "--unshare-all", "--die-with-parent", "--new-session",
-            "--cap-drop", "ALL", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+            "--cap-drop", "ALL", "--proc", "/proc", "--dev", "/dev", *size, "--tmpfs", "/tmp",
             "--chdir", "/tmp", "--clearenv"]
     args += _bind_args(_runtime_paths() + [p for p in readable if os.path.exists(p)])
     for key, value in sorted(env.items()):
         args += ["--setenv", key, value]
-    return args + ["--"]
+    return args + ["--remount-ro", "/", "--"]  # the tmpfs at /tmp stays the only writable place
+
+
+@lru_cache(maxsize=1)
+def _bwrap_sizes_tmpfs() -> bool:
+    """Whether this bwrap caps a tmpfs (`--size`, bubblewrap 0.8+); older ones leave the
+    private /tmp unbounded (it still vanishes with the worker)."""
+    try:
+        proc = subprocess.run([shutil.which(BWRAP) or BWRAP, "--help"], capture_output=True,
+                              text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "--size" in proc.stdout + proc.stderr
 
 
 @lru_cache(maxsize=1)

@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Sequence
 
 from propamm_jax.config import MAX_STRATEGIES, SimConfig, check_profile
 from propamm_jax.errors import PropammError
-from propamm_jax.results import Results, aggregate_table, sim_record, trace_record
+from propamm_jax.results import Results, aggregate_table
 from propamm_jax.sandbox import Limits, Worker, check_mode, classify_death, launch, sandboxed
 from propamm_jax.tape import parse_seed
 
@@ -191,6 +191,15 @@ class _Slot:
     index: int | None = None                    # the simulation running now
     since: float = 0.0                          # when that simulation started
     ready: bool = False                         # it loaded the strategies at least once
+    cell_path: str = ""                         # the call guard's cell, shared with it
+
+    def cell(self) -> int:
+        """The call guard's cell now: who was running when the worker died."""
+        try:
+            with open(self.cell_path, "rb") as f:
+                return int.from_bytes(f.read(4), "little")
+        except OSError:
+            return 0
 
 
 class _Pool:
@@ -207,12 +216,20 @@ class _Pool:
         self.readable = [*request.libraries, *request.native, _tape_folder(request.config.steps)]
 
     def spawn(self) -> None:
-        limits = Limits(self.request.memory_limit)
-        worker = launch({"kind": "score", "limits": limits, "request": self.request},
-                        self.readable, self.tmpdir, f"worker{self.spawned}", self.sandbox)
+        name = f"worker{self.spawned}"
         self.spawned += 1
+        cell_path = os.path.join(self.tmpdir, f"{name}.cell")
+        with open(cell_path, "wb") as f:
+            f.write(bytes(4096))  # the call guard's cell: the worker maps it through an fd
+        cell_fd = os.open(cell_path, os.O_RDWR)
+        try:
+            worker = launch({"kind": "score", "limits": Limits(self.request.memory_limit),
+                             "request": self.request, "cell_fd": cell_fd},
+                            self.readable, self.tmpdir, name, self.sandbox, pass_fds=(cell_fd,))
+        finally:
+            os.close(cell_fd)
         fd = worker.channel.fd
-        self.slots[fd] = _Slot(worker)
+        self.slots[fd] = _Slot(worker, cell_path=cell_path)
         self.selector.register(fd, selectors.EVENT_READ)
 
     def remove(self, slot: _Slot) -> int:
@@ -266,7 +283,7 @@ def run_simulations(request: ScoreRequest, seeds: list[int], workers: int,
         slot.block = todo.popleft() if todo else None
         slot.worker.send(slot.block)
 
-    def lost(slot: _Slot, why: str | None = None) -> None:
+    def lost(slot: _Slot, why: tuple[str, str] | None = None) -> None:
         """A worker that died or broke the protocol: its simulation fails, the rest of its
         block goes back to the queue, and a replacement starts if work is left."""
         nonlocal startup_failures
@@ -279,10 +296,11 @@ def run_simulations(request: ScoreRequest, seeds: list[int], workers: int,
         if slot.index is not None:
             text = Path(slot.worker.stderr_path).read_text(errors="replace") if os.path.exists(
                 slot.worker.stderr_path) else ""
-            kind, detail = ("crash", why) if why else classify_death(code, text)
-            if not why and code == 0:
-                detail = "worker ended without a result"
-            fail(slot.index, _failure(seeds[slot.index], 0, kind, detail, request.labels))
+            kind, detail = why or classify_death(code, text)
+            if not why:
+                detail = f"{detail} (the scoring worker itself ended)"
+            fail(slot.index, _failure(seeds[slot.index], slot.cell(), kind, detail,
+                                      request.labels))
         rest = [(i, s) for i, s in slot.block or [] if i in pending and i != slot.index]
         if rest:
             todo.appendleft(rest)
@@ -300,19 +318,18 @@ def run_simulations(request: ScoreRequest, seeds: list[int], workers: int,
                     if slot is None:
                         continue
                     try:
-                        messages = slot.worker.channel.feed()
-                        for message in messages:
+                        for message in slot.worker.channel.feed():
                             _handle(slot, message, seeds, request, pending, on_result,
                                     on_progress, fail, feed, on_start)
-                    except (ValueError, TypeError, KeyError, IndexError) as exc:
-                        lost(slot, f"protocol violation from the worker ({type(exc).__name__})")
+                    except ValueError as exc:  # a bad frame, or _ProtocolError
+                        lost(slot, ("crash", f"protocol violation from the worker: {exc}"))
                         continue
                     if slot.worker.channel.eof:
                         lost(slot)
                 now = time.monotonic()
                 for slot in list(pool.slots.values()):  # a worker wedged outside any child
                     if slot.index is not None and now - slot.since > request.sim_timeout + 10:
-                        lost(slot, f"no result after {request.sim_timeout:g} s")
+                        lost(slot, ("timeout", f"no result after {request.sim_timeout:g} s"))
                 if not pool.slots and pending:
                     pool.spawn()
         finally:
@@ -320,42 +337,57 @@ def run_simulations(request: ScoreRequest, seeds: list[int], workers: int,
     return failures
 
 
-def _handle(slot: _Slot, message: list, seeds: list[int], request: ScoreRequest,
+class _ProtocolError(ValueError):
+    """A worker sent something it may not: it is treated as failed."""
+
+
+def _parse(slot: _Slot, message) -> tuple:
+    """(kind, index, payload) of a worker's message, checked against what the worker was
+    given; raises _ProtocolError otherwise (the worker runs hostile code)."""
+    try:
+        kind = message[0]
+        block = {i for i, _ in slot.block or []}
+        if kind == "ready" and len(message) == 1:
+            return kind, None, None
+        if kind == "start" and len(message) == 2 and message[1] in block:
+            return kind, message[1], None
+        if kind == "done" and len(message) == 3 and message[2] == slot.index is not None:
+            record, trace = message[1]
+            if isinstance(record, dict) and (trace is None or isinstance(trace, dict)):
+                return kind, message[2], (record, trace)
+        if kind == "fail" and len(message) == 5 and message[4] == slot.index is not None:
+            return kind, message[4], (int(message[1]), str(message[2]), str(message[3])[:400])
+    except (TypeError, ValueError, IndexError, KeyError) as exc:
+        raise _ProtocolError(f"malformed message ({type(exc).__name__})") from None
+    raise _ProtocolError(f"unexpected message {str(message)[:60]!r}")
+
+
+def _handle(slot: _Slot, message, seeds: list[int], request: ScoreRequest,
             pending: set[int], on_result, on_progress, fail, feed, on_start=None) -> None:
     """One message of a worker: ready for a block, a simulation started, done or failed."""
-    kind = message[0]
+    kind, index, payload = _parse(slot, message)
     if kind == "ready":
-        slot.ready = True
+        if any(i in pending for i, _ in slot.block or []):
+            raise _ProtocolError("ready before its block was finished")
         slot.index = None
+        slot.ready = True
         feed(slot)
     elif kind == "start":
-        index = message[1]
-        if slot.block is None or index not in {i for i, _ in slot.block}:
-            raise ValueError("start of a simulation not in the worker's block")
         slot.index, slot.since = index, time.monotonic()
         if on_start:
             on_start(index)
-    elif kind in ("done", "fail"):
-        index = message[-1]
-        if index != slot.index:
-            raise ValueError("result of a simulation that is not running")
+    else:
         slot.index = None
         if index not in pending:
             return
         if kind == "done":
-            record, trace = message[1]
-            if not isinstance(record, dict) or not (trace is None or isinstance(trace, dict)):
-                raise ValueError("malformed result")
             pending.discard(index)
-            on_result(index, record, trace)
+            on_result(index, *payload)
             if on_progress:
                 on_progress(1)
         else:
-            _, value, what, detail, _ = message
-            fail(index, _failure(seeds[index], int(value), str(what), str(detail)[:400],
-                                 request.labels))
-    else:
-        raise ValueError(f"unknown message {kind!r}")
+            value, what, detail = payload
+            fail(index, _failure(seeds[index], value, what, detail, request.labels))
 
 
 def score(strategies: Sequence[str | os.PathLike], *, config: SimConfig | None = None,

@@ -29,8 +29,8 @@ import sys
 import time
 import traceback
 
-from propamm_jax.sandbox import (classify_death, confine, cpu_budget, from_worker_encode,
-                                 read_frame, write_all)
+from propamm_jax.sandbox import classify_death, confine, cpu_budget
+from propamm_jax.wire import from_worker_encode, read_frame, write_all
 
 POLL_SECONDS = 0.05   # how often a running simulation's child is checked
 
@@ -76,7 +76,7 @@ def _score(job: dict, out: _Output) -> None:
 
     request = job["request"]
     load_native_libraries(*request.native)
-    cell = mmap.mmap(-1, 4096)   # shared with every forked child
+    cell = mmap.mmap(job["cell_fd"], 4096)   # shared with the parent and every forked child
     import numpy as np
 
     address = np.frombuffer(cell, dtype=np.uint32, count=2).ctypes.data
@@ -113,19 +113,24 @@ def _score_block(request, pools, names, block, cell, out: _Output) -> None:
             return [record, trace]
 
         out.send(["start", index])
-        out.send([*run_forked(simulate, cell, request.call_timeout, request.sim_timeout), index])
+        outcome = run_forked(simulate, cell, request.call_timeout, request.sim_timeout,
+                             close=(0, out.fd))
+        out.send([*outcome, index])
 
 
-def run_forked(work, cell: mmap.mmap, call_timeout: float, sim_timeout: float) -> list:
+def run_forked(work, cell: mmap.mmap, call_timeout: float, sim_timeout: float,
+               close: tuple[int, ...] = ()) -> list:
     """Runs `work()` in a forked child and returns ["done", result] or
     ["fail", cell value, kind, detail] (cell value: the call guard's slot*4+function, 0 when
-    no strategy call was running)."""
+    no strategy call was running). The child closes the fds in `close` first (the worker's
+    task and frame channels: the simulation's strategies cannot read or forge them)."""
     struct.pack_into("<II", cell, 0, 0, 0)
     stderr_path = os.path.abspath("simulation.stderr")
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns
-        os.close(r)
+        for fd in (r, *close):
+            os.close(fd)
         _child(work, w, stderr_path, sim_timeout)
     os.close(w)
     data, why = _watch(pid, r, cell, call_timeout, sim_timeout)

@@ -95,3 +95,17 @@ def test_identity_names_every_input(tmp_path):
     other = jr.run_identity("reference", CONFIG.to_json(), ["a.rs"], [str(lib)], [1, 2], [], 300)
     assert jr.identity_key(base) != jr.identity_key(other)
     assert base["libraries_sha256"] != other["libraries_sha256"]
+
+
+def test_identity_names_the_scoring_core_and_the_package_version(tmp_path):
+    """A journal written by another scoring core (or package version) is never resumed."""
+    lib, core, guard = (tmp_path / n for n in ("lib.so", "core.so", "guard.so"))
+    for path in (lib, core, guard):
+        path.write_bytes(b"x")
+    args = ("reference", CONFIG.to_json(), ["a.rs"], [str(lib)], [1, 2], [], 300)
+    base = jr.run_identity(*args, [str(core), str(guard)])
+    core.write_bytes(b"upgraded core")
+    other = jr.run_identity(*args, [str(core), str(guard)])
+    assert base["core_sha256"] != other["core_sha256"] and len(base["core_sha256"]) == 2
+    assert jr.identity_key(base) != jr.identity_key(other)
+    assert base["package_version"] == jr.package_version() != "unknown"
