@@ -601,6 +601,10 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "run", None):
             parser.print_help()
             return 2
+        if getattr(args, "ray", None):  # Ray's workers start while the command prepares
+            from propamm_jax import cluster
+
+            cluster.start(args.ray, jax=args.command != "score")
         return args.run(args)
     except PropammError as exc:
         print(f"propamm: error: {exc}", file=sys.stderr)

@@ -19,11 +19,13 @@ Ray is an optional dependency (`pip install 'propamm-jax[ray]'`), imported only 
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import math
 import os
 import re
+import shutil
 import sys
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -83,6 +85,25 @@ def connect(address: str):
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise PropammError(f"--ray {address}: cannot connect: {first[:300]}") from None
     return ray
+
+
+_WARMING: list = []   # warm-up tasks in flight (kept referenced until the run ends)
+
+
+def start(address: str, jax: bool = False) -> None:
+    """Connects and starts one worker per CPU of the cluster now, so that their start-up
+    (a few seconds each on a busy machine: Python, Ray, and JAX when `jax`) overlaps the
+    driver's own preparation (compiling and checking strategies, importing JAX)."""
+    ray = connect(address)
+    warm = ray.remote(_traced).options(num_cpus=1, max_retries=0)
+    env = ray.put(worker_env())
+    _WARMING.extend(warm.remote(env, _warm, jax) for _ in range(_cpus(ray)))
+
+
+def _warm(jax: bool) -> None:
+    """A warm-up task: the worker exists now, with JAX loaded when asked."""
+    if jax:
+        configure_jax()
 
 
 def _reachable(address: str, timeout: float = 5.0) -> None:
@@ -226,20 +247,51 @@ def materialize(name: str, digest: str, data: bytes) -> str:
     return str(path)
 
 
+_KEPT: dict = {}   # (request, sandbox) -> the kept `scoring._Pool` of this Ray worker
+
+
+def _kept_pool(request, sandbox: str):
+    """This Ray worker's sandboxed scoring worker for `request`, loaded once and kept for
+    the run's later blocks (~1.3 s saved per task here); one request's pool at a time. It
+    ends with this process (the sandbox's workers die with their parent)."""
+    from propamm_jax.scoring import _Pool
+
+    key = (request, sandbox)
+    if key not in _KEPT:
+        if not _KEPT:
+            atexit.unregister(_drop_pools)
+            atexit.register(_drop_pools)
+        _drop_pools()
+        _KEPT[key] = _Pool(request, tempfile.mkdtemp(prefix="propamm-ray-"), sandbox, kept=True)
+    return _KEPT[key]
+
+
+def _drop_pools() -> None:
+    for pool in _KEPT.values():
+        pool.close()
+        shutil.rmtree(pool.tmpdir, ignore_errors=True)
+    _KEPT.clear()
+
+
 def score_block(request, sandbox: str, names: tuple[str, ...], digests: tuple[str, ...],
                 blobs: tuple[bytes, ...], block: list[tuple[int, int]]) -> tuple[list, list]:
     """A Ray task: the libraries written to this node's cache, then the local scheduler on
-    one block of (index, seed) with one sandboxed worker. Returns ([(index, record,
-    trace)], [Failure])."""
+    one block of (index, seed) with this Ray worker's kept sandboxed worker. Returns
+    ([(index, record, trace)], [Failure])."""
     from propamm_jax.scoring import run_simulations
 
     paths = [materialize(n, d, b) for n, d, b in zip(names, digests, blobs)]
     k = len(request.libraries)
     local = replace(request, libraries=tuple(paths[:k]), native=tuple(paths[k:]))
     done: list = []
-    failures = run_simulations(local, [seed for _, seed in block], 1,
-                               lambda j, record, trace: done.append((block[j][0], record, trace)),
-                               sandbox=sandbox)
+    try:
+        failures = run_simulations(
+            local, [seed for _, seed in block], 1,
+            lambda j, record, trace: done.append((block[j][0], record, trace)),
+            sandbox=sandbox, pool=_kept_pool(local, sandbox))
+    except BaseException:
+        _drop_pools()   # its workers' state is unknown now
+        raise
     return done, failures
 
 
