@@ -38,6 +38,7 @@ INSTALL_HINT = "--ray needs Ray, which is not installed: pip install 'propamm-ja
 MAX_RETRIES = 3            # runs of a task whose worker or node was lost, after the first
 TASKS_PER_CPU = 3          # blocks per CPU of the cluster: balance against per-task start-up
 MAX_BLOCK = 32             # seeds in one official-scoring task at most
+IN_FLIGHT_PER_CPU = 4      # tasks submitted ahead per CPU (or GPU) of the cluster
 # Environment the driver passes on to the tasks (what changes how results are computed or
 # cached; XLA's flags without the device count, which each task sets for itself).
 FORWARDED_ENV = ("XLA_FLAGS", "XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PYTHON_CLIENT_MEM_FRACTION",
@@ -177,13 +178,25 @@ def fan_out(address: str, function: Callable, chunks: Sequence[tuple], *,
     """Runs `function(*shared, *chunk)` for each chunk as a Ray task (retried on a lost
     worker or node) and calls `on_done(k, value)` for chunk k in completion order. A task
     that still fails after its retries ends the run with one line (what finished stays
-    delivered)."""
+    delivered). At most `IN_FLIGHT_PER_CPU` tasks per CPU are submitted at a time: waiting
+    on all of a million-simulation run's tasks at once would cost the driver O(tasks) per
+    completion."""
     ray = connect(address)
     remote = ray.remote(_traced).options(num_cpus=num_cpus, num_gpus=num_gpus,
                                          max_retries=MAX_RETRIES, retry_exceptions=False)
     shared_refs = [ray.put(x) for x in (worker_env(), function, *shared)]
-    futures = {remote.remote(*shared_refs, *chunk): k for k, chunk in enumerate(chunks)}
+    queue = iter(enumerate(chunks))
+    window = IN_FLIGHT_PER_CPU * (_gpus(ray) if num_gpus else _cpus(ray))
+    futures: dict = {}
+
+    def submit() -> None:
+        for k, chunk in queue:
+            futures[remote.remote(*shared_refs, *chunk)] = k
+            if len(futures) >= window:
+                return
+
     try:
+        submit()
         while futures:
             done, _ = ray.wait(list(futures), num_returns=1)
             k = futures.pop(done[0])
@@ -198,6 +211,7 @@ def fan_out(address: str, function: Callable, chunks: Sequence[tuple], *,
                 raise PropammError(f"ray task {k} lost after {MAX_RETRIES} retries: "
                                    f"{_first_line(exc)}") from None
             _TOOK_PART.add(node, worker)
+            submit()
             on_done(k, value)
     finally:
         for ref in futures:
