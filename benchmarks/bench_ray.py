@@ -97,11 +97,11 @@ def faults(n: int, simulations: int, cluster: LocalRayCluster, tmp: Path) -> int
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         delay = random.uniform(0.1, 0.5) * duration
         started = time.monotonic()
-        killed = None
+        killed, at = None, 0.0
         while run.poll() is None and killed is None:
             victims = cluster.task_workers()
             if victims and time.monotonic() - started >= delay:
-                killed = random.choice(victims)
+                killed, at = random.choice(victims), time.monotonic() - started
                 os.kill(killed, signal.SIGKILL)
             time.sleep(0.05)
         _, err = run.communicate()
@@ -111,7 +111,7 @@ def faults(n: int, simulations: int, cluster: LocalRayCluster, tmp: Path) -> int
             continue
         killed_runs += 1
         ok += same
-        print(f"fault run {killed_runs}: killed Ray worker {killed} at "
+        print(f"fault run {killed_runs}: killed Ray worker {killed} at {at:.1f} s of "
               f"{time.monotonic() - started:.1f} s; exit {run.returncode}; results "
               f"{'identical' if same else 'DIFFERENT'}", flush=True)
         if run.returncode != 0:

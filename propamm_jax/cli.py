@@ -596,6 +596,7 @@ def cmd_evaluate(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    on_ray = False
     try:
         args = parser.parse_args(argv)
         if not getattr(args, "run", None):
@@ -604,6 +605,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "ray", None):  # Ray's workers start while the command prepares
             from propamm_jax import cluster
 
+            on_ray = True
             cluster.start(args.ray, jax=args.command != "score")
         return args.run(args)
     except PropammError as exc:
@@ -613,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
         print("propamm: interrupted", file=sys.stderr)
         return 130
     finally:
-        if "ray" in sys.modules:  # entry() exits without atexit handlers: leave Ray now
+        if on_ray:  # entry() exits without atexit handlers: leave Ray now
             from propamm_jax import cluster
 
             if cluster.took_part():

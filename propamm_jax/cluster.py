@@ -43,11 +43,11 @@ IN_FLIGHT_PER_CPU = 4      # tasks submitted ahead per CPU (or GPU) of the clust
 # cached; XLA's flags without the device count, which each task sets for itself).
 FORWARDED_ENV = ("XLA_FLAGS", "XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PYTHON_CLIENT_MEM_FRACTION",
                  "PROPAMM_NO_TAPE_CACHE", "PROPAMM_NO_PROGRAM_CACHE", "PROPAMM_NO_BATCH_CACHE")
-_ADDRESS = re.compile(r"^(auto|local|ray://[\w.\-]+:\d+|[\w.\-]+:\d+)$")
+_ADDRESS = re.compile(r"^(auto|local|[\w.\-]+:\d+)$")
 
 
 def check_address(address: str) -> str:
-    """`auto`, `local`, `HOST:PORT` or `ray://HOST:PORT`, and Ray importable; else one line."""
+    """`auto`, `local` or `HOST:PORT`, and Ray importable; else one line."""
     if not isinstance(address, str) or not _ADDRESS.match(address):
         raise PropammError(f"--ray {address!r}: expected auto, local or HOST:PORT")
     try:
@@ -112,7 +112,7 @@ def _reachable(address: str, timeout: float = 5.0) -> None:
     port first, so an unreachable cluster is one line."""
     import socket
 
-    host, _, port = address.removeprefix("ray://").rpartition(":")
+    host, _, port = address.rpartition(":")
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as exc:
@@ -125,6 +125,7 @@ def shutdown() -> None:
     without running their atexit handlers."""
     global _TOOK_PART
     _TOOK_PART = Participation()
+    _WARMING.clear()
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
         ray.shutdown()
@@ -174,10 +175,12 @@ def _gpus(ray) -> int:
 
 def fan_out(address: str, function: Callable, chunks: Sequence[tuple], *,
             on_done: Callable[[int, Any], None], num_cpus: float = 1, num_gpus: float = 0,
-            shared: Sequence[Any] = ()) -> None:
+            shared: Sequence[Any] = (), on_lost: Callable[[int, str], None] | None = None,
+            ) -> None:
     """Runs `function(*shared, *chunk)` for each chunk as a Ray task (retried on a lost
     worker or node) and calls `on_done(k, value)` for chunk k in completion order. A task
-    that still fails after its retries ends the run with one line (what finished stays
+    still lost after its retries goes to `on_lost(k, why)` when given (the rest still run),
+    else ends the run with one line, as does an error raised in a task (what finished stays
     delivered). At most `IN_FLIGHT_PER_CPU` tasks per CPU are submitted at a time: waiting
     on all of a million-simulation run's tasks at once would cost the driver O(tasks) per
     completion."""
@@ -208,8 +211,12 @@ def fan_out(address: str, function: Callable, chunks: Sequence[tuple], *,
                     raise PropammError(str(cause)) from None
                 raise PropammError(f"ray task {k} failed: {_first_line(exc)}") from None
             except ray.exceptions.RayError as exc:
-                raise PropammError(f"ray task {k} lost after {MAX_RETRIES} retries: "
-                                   f"{_first_line(exc)}") from None
+                why = f"ray task lost after {MAX_RETRIES} retries: {_first_line(exc)}"
+                if on_lost is None:
+                    raise PropammError(f"{why} (task {k})") from None
+                submit()
+                on_lost(k, why)
+                continue
             _TOOK_PART.add(node, worker)
             submit()
             on_done(k, value)
@@ -231,7 +238,7 @@ def _traced(env: dict[str, str], function: Callable, *args):
     return (function(*args), *_whoami())
 
 
-def suggested_chunks(n: int, cpus: int, largest: int) -> int:
+def chunk_size(n: int, cpus: int, largest: int) -> int:
     """Items per task: about `TASKS_PER_CPU` tasks per CPU, at most `largest`."""
     return max(1, min(largest, math.ceil(n / (cpus * TASKS_PER_CPU))))
 
@@ -327,14 +334,23 @@ def run_simulations(request, seeds: list[int], address: str,
     failures: list = []
 
     def done(_k: int, value) -> None:
-        results, lost = value
+        results, failed = value
         for index, record, trace in results:
             on_result(index, record, trace)
-        failures.extend(lost)
+        failures.extend(failed)
         if on_progress:
-            on_progress(len(results) + len(lost))
+            on_progress(len(results) + len(failed))
 
-    fan_out(address, score_block, [(b,) for b in blocks], on_done=done,
+    def lost(k: int, why: str) -> None:
+        """A block Ray could not finish: each of its simulations is a failure, as a lost
+        worker's simulation is locally; every other block still runs."""
+        from propamm_jax.scoring import Failure
+
+        failures.extend(Failure(seed, None, "crash", why) for _, seed in blocks[k])
+        if on_progress:
+            on_progress(len(blocks[k]))
+
+    fan_out(address, score_block, [(b,) for b in blocks], on_done=done, on_lost=lost,
             shared=(request, sandbox, names, digests, tuple(blobs)))
     return failures
 
@@ -368,7 +384,7 @@ def map_seeds(address: str, function: Callable, args: tuple, seeds: Sequence[int
     ray = connect(address)
     seeds = list(seeds)
     gpus = _gpus(ray)
-    size = suggested_chunks(len(seeds), gpus or _cpus(ray), largest)
+    size = chunk_size(len(seeds), gpus or _cpus(ray), largest)
     chunks = [seeds[i : i + size] for i in range(0, len(seeds), size)]
     values: dict[int, Any] = {}
 

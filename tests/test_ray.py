@@ -188,6 +188,33 @@ def test_killed_ray_worker_costs_only_its_block(cluster, tmp_path):
     assert (tmp_path / "ray.json").read_bytes() == (tmp_path / "local.json").read_bytes()
 
 
+def test_a_block_lost_for_good_is_failures_and_the_rest_still_runs(cluster, monkeypatch):
+    """With no retries left, a killed task's block becomes failures naming Ray; every other
+    simulation is still scored, identical to the local run."""
+    import threading
+
+    from propamm_jax import cluster as cl
+    from propamm_jax.config import SimConfig
+    from propamm_jax.scoring import score
+
+    kw = dict(config=SimConfig(steps=2000, epoch_len=500), simulations=24, progress=False)
+    local = {s["seed"]: s for s in score(FILES, workers=2, **kw).results.sims}
+    monkeypatch.setattr(cl, "MAX_RETRIES", 0)
+    out: dict = {}
+    runner = threading.Thread(target=lambda: out.update(r=score(FILES, ray=cluster.address, **kw)))
+    runner.start()
+    try:
+        os.kill(_wait_for(cluster.task_workers, 300, "a running task")[0], signal.SIGKILL)
+    finally:
+        runner.join(timeout=600)
+    result = out["r"]
+    assert result.failures and all(f.kind == "crash" and "ray task lost after 0 retries"
+                                   in f.message for f in result.failures)
+    lost = {f.seed for f in result.failures}
+    assert len(lost) < 24 and {s["seed"] for s in result.results.sims} == set(local) - lost
+    assert all(s == local[s["seed"]] for s in result.results.sims)
+
+
 def test_resume_after_the_driver_is_killed(cluster, tmp_path):
     local = _score_cli(tmp_path / "local.json", "--no-journal", simulations=48)
     assert local.returncode == 0, local.stderr
