@@ -220,8 +220,9 @@ def launch(job: dict, readable: Sequence[str], tmpdir: str, name: str, mode: str
     in_bwrap = sandboxed(mode)
     command = bwrap_command(readable, env) + program if in_bwrap else program
     limits: Limits = job["limits"]
-    job = {**job, "limits": Limits(limits.memory_bytes, "/tmp" if in_bwrap else workdir,
-                                   None, env, 0 if in_bwrap else os.getpid())}
+    job = {**job, "in_bwrap": in_bwrap,
+           "limits": Limits(limits.memory_bytes, "/tmp" if in_bwrap else workdir, None, env,
+                            0 if in_bwrap else os.getpid())}
     with open(stderr_path, "wb") as err:
         proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=err, env=env, cwd=workdir, pass_fds=tuple(pass_fds),

@@ -30,7 +30,7 @@ import time
 import traceback
 
 from propamm_jax.sandbox import classify_death, confine, cpu_budget
-from propamm_jax.wire import from_worker_encode, read_frame, write_all
+from propamm_jax.wire import MAX_FRAME, from_worker_encode, read_frame, write_all
 
 POLL_SECONDS = 0.05   # how often a running simulation's child is checked
 
@@ -88,11 +88,11 @@ def _score(job: dict, out: _Output) -> None:
         block = _receive()
         if block is None:
             return
-        _score_block(request, pools, names, block, cell, out)
+        _score_block(request, pools, names, block, cell, out, job.get("in_bwrap", False))
         out.send(["ready"])
 
 
-def _score_block(request, pools, names, block, cell, out: _Output) -> None:
+def _score_block(request, pools, names, block, cell, out: _Output, job_in_bwrap: bool) -> None:
     from propamm_jax.native.bridge import run_core
     from propamm_jax.results import sim_record, trace_record
     from propamm_jax.tape_cache import cached_tape
@@ -114,16 +114,19 @@ def _score_block(request, pools, names, block, cell, out: _Output) -> None:
 
         out.send(["start", index])
         outcome = run_forked(simulate, cell, request.call_timeout, request.sim_timeout,
-                             close=(0, out.fd))
+                             close=(0, out.fd), sweep=job_in_bwrap)
         out.send([*outcome, index])
 
 
 def run_forked(work, cell: mmap.mmap, call_timeout: float, sim_timeout: float,
-               close: tuple[int, ...] = ()) -> list:
+               close: tuple[int, ...] = (), sweep: bool = False) -> list:
     """Runs `work()` in a forked child and returns ["done", result] or
     ["fail", cell value, kind, detail] (cell value: the call guard's slot*4+function, 0 when
     no strategy call was running). The child closes the fds in `close` first (the worker's
-    task and frame channels: the simulation's strategies cannot read or forge them)."""
+    task and frame channels: the simulation's strategies cannot read or forge them) and leads
+    its own process group; whatever it leaves behind (processes a strategy forked) is killed
+    with that group, and with `sweep` (only inside the sandbox's own PID namespace) every
+    other process but this one and the namespace's init."""
     struct.pack_into("<II", cell, 0, 0, 0)
     stderr_path = os.path.abspath("simulation.stderr")
     r, w = os.pipe()
@@ -133,9 +136,11 @@ def run_forked(work, cell: mmap.mmap, call_timeout: float, sim_timeout: float,
             os.close(fd)
         _child(work, w, stderr_path, sim_timeout)
     os.close(w)
-    data, why = _watch(pid, r, cell, call_timeout, sim_timeout)
-    os.close(r)
-    _, status = os.waitpid(pid, 0)
+    try:
+        data, why, status = _watch(pid, r, cell, call_timeout, sim_timeout)
+    finally:
+        os.close(r)
+        _end_strays(pid, sweep)
     code = os.waitstatus_to_exitcode(status)
     value = struct.unpack_from("<I", cell, 0)[0]
     if why is None and code == 0 and data:
@@ -159,6 +164,7 @@ def run_forked(work, cell: mmap.mmap, call_timeout: float, sim_timeout: float,
 def _child(work, w: int, stderr_path: str, sim_timeout: float) -> None:
     code = 0
     try:
+        os.setpgid(0, 0)
         fd = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.dup2(fd, 2)
         os.close(fd)
@@ -174,32 +180,87 @@ def _child(work, w: int, stderr_path: str, sim_timeout: float) -> None:
 
 
 def _watch(pid: int, r: int, cell: mmap.mmap, call_timeout: float, sim_timeout: float
-           ) -> tuple[bytes, tuple[str, str] | None]:
-    """Reads the child's result until its pipe closes; kills it when one strategy call runs
-    past `call_timeout` or the simulation past `sim_timeout` (wall time)."""
+           ) -> tuple[bytes, tuple[str, str] | None, int]:
+    """(result bytes, why it failed or None, wait status) of the child: reads its result
+    while it runs, returns as soon as it has ended (even if a process it forked keeps the
+    pipe open), and kills it when one strategy call runs past `call_timeout` or the
+    simulation past `sim_timeout` (wall time), or its result grows past MAX_FRAME."""
     chunks: list[bytes] = []
+    size = 0
     start = time.monotonic()
     seen, seen_at = (0, 0), start
-    while True:
-        ready, _, _ = select.select([r], [], [], POLL_SECONDS)
-        if ready:
-            chunk = os.read(r, 1 << 20)
-            if not chunk:
-                return b"".join(chunks), None
+    exited = _pidfd(pid)   # readable once the child has ended (Linux 5.3+), else polled
+    watched = [r] + ([exited] if exited is not None else [])
+    try:
+        while True:
+            ready, _, _ = select.select(watched, [], [], POLL_SECONDS)
+            if r in ready:
+                chunk = os.read(r, 1 << 20)
+                chunks.append(chunk)
+                size += len(chunk)
+                if not chunk:
+                    watched.remove(r)
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return b"".join(chunks) + _drain(r), None, status
+            now = time.monotonic()
+            state = struct.unpack_from("<II", cell, 0)
+            if state != seen:
+                seen, seen_at = state, now
+            elif state[0] and now - seen_at > call_timeout:
+                why = ("timeout", f"no return after {now - seen_at:.1f} s "
+                                  f"(call timeout {call_timeout:g} s)")
+                return b"", why, _kill(pid)
+            if now - start > sim_timeout:
+                why = ("timeout", f"no result after {sim_timeout:g} s (a strategy loops or "
+                                  "is far too slow)")
+                return b"", why, _kill(pid)
+            if size > MAX_FRAME:
+                return b"", ("crash", f"result larger than {MAX_FRAME} bytes"), _kill(pid)
+    finally:
+        if exited is not None:
+            os.close(exited)
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _drain(r: int) -> bytes:
+    """What is left in the result pipe, without waiting for writers that are not the child."""
+    os.set_blocking(r, False)
+    chunks = []
+    try:
+        while chunk := os.read(r, 1 << 20):
             chunks.append(chunk)
-            continue
-        now = time.monotonic()
-        state = struct.unpack_from("<II", cell, 0)
-        if state != seen:
-            seen, seen_at = state, now
-        elif state[0] and now - seen_at > call_timeout:
-            os.kill(pid, signal.SIGKILL)
-            return b"", ("timeout", f"no return after {now - seen_at:.1f} s "
-                                    f"(call timeout {call_timeout:g} s)")
-        if now - start > sim_timeout:
-            os.kill(pid, signal.SIGKILL)
-            return b"", ("timeout", f"no result after {sim_timeout:g} s (a strategy loops or "
-                                    "is far too slow)")
+    except BlockingIOError:
+        pass
+    return b"".join(chunks)
+
+
+def _kill(pid: int) -> int:
+    os.kill(pid, signal.SIGKILL)
+    return os.waitpid(pid, 0)[1]
+
+
+def _end_strays(pid: int, sweep: bool) -> None:
+    """Kills what a simulation's child left running: its process group, and with `sweep`
+    every process of this PID namespace except its init (1) and this worker."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    if not sweep:
+        return
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) not in (1, os.getpid()):
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
 
 def _read_text(path: str) -> str:

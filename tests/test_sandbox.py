@@ -148,6 +148,46 @@ def test_a_strategy_that_kills_its_worker_is_still_named(scene, form):
     assert failure.kind == "crash" and "SIGKILL (the scoring worker itself ended)" in failure.message
 
 
+def _worker_processes() -> int:
+    """Python processes under this one running `-m propamm_jax.worker` (a fork keeps the
+    command line; bwrap's own two processes are not counted), read from the host's /proc."""
+    parents, commands = {}, {}
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            commands[int(entry.name)] = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    mine = {os.getpid()}
+    for _ in range(8):  # bwrap, its init, the worker, its children: a few levels deep
+        mine |= {pid for pid, parent in parents.items() if parent in mine}
+    argv = [commands.get(pid, b"").split(b"\0") for pid in mine]
+    return sum(1 for a in argv if b"propamm_jax.worker" in a and b"bwrap" not in a[0])
+
+
+@pytest.mark.parametrize("sandbox", [pytest.param("require", marks=needs_bwrap), "off"])
+def test_a_process_forked_by_a_strategy_neither_hangs_nor_outlives_its_simulation(scene, sandbox):
+    """fork_orphan forks a spinning process (holding the result pipe open) at step 50 of
+    seed 3 and carries on: the simulation still ends on time, and the stray process is
+    gone by the time the next simulation's result arrives (it is killed as its simulation
+    ends; the kill lands asynchronously, so the count at seed 3's own result may still
+    include it)."""
+    from propamm_jax.native.build import resolve_library
+    from propamm_jax.scoring import ScoreRequest, _native_libraries, run_simulations
+
+    library = scene.prebuilt("fork_orphan")
+    request = ScoreRequest((str(library), str(resolve_library(GOOD))), (library.name, GOOD.name),
+                           CONFIG, "reference", native=_native_libraries(), sim_timeout=60.0)
+    seen: dict[int, int] = {}
+    started = time.monotonic()
+    failures = run_simulations(request, [3, 4], 1,
+                               lambda index, *_: seen.setdefault(index, _worker_processes()),
+                               sandbox=sandbox)
+    assert not failures and time.monotonic() - started < 30, [f.line() for f in failures]
+    assert seen[1] == 1, seen  # the worker alone: no stray process left running
+
+
 @needs_bwrap
 @pytest.mark.parametrize("form", ["rs", "so"])
 def test_a_hung_call_is_ended_by_the_call_timeout(scene, form):
