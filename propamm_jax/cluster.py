@@ -1,8 +1,9 @@
 """Scale-out on Ray (`--ray ADDRESS`): the same work as a local run, fanned out as Ray tasks.
 
 Official scoring sends blocks of seeds to tasks; each task runs the local scheduler
-(`scoring.run_simulations`, one sandboxed worker) on its block, so strategies load in the
-same sandbox as on one machine. The strategy libraries and the scoring core are built once,
+(`scoring.run_simulations`) on its block with one sandboxed worker, which the Ray worker
+keeps loaded for the run's later blocks, so strategies load in the same sandbox as on one
+machine. The strategy libraries and the scoring core are built once,
 on the driver, and shipped by content: their bytes go into the object store once and each
 node writes them to `<cache>/shipped/<sha256>/` (no rustc on the nodes). Each finished block
 comes back to the driver as soon as it completes, and its simulations go into the journal
