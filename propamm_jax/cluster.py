@@ -284,8 +284,26 @@ def _kept_pool(request, sandbox: str):
             atexit.unregister(_drop_pools)
             atexit.register(_drop_pools)
         _drop_pools()
-        _KEPT[key] = _Pool(request, tempfile.mkdtemp(prefix="propamm-ray-"), sandbox, kept=True)
+        _sweep_stale_folders()
+        folder = tempfile.mkdtemp(prefix=f"{KEPT_PREFIX}{os.getpid()}-")
+        _KEPT[key] = _Pool(request, folder, sandbox, kept=True)
     return _KEPT[key]
+
+
+KEPT_PREFIX = "propamm-kept-"   # + the Ray worker's pid: a kept pool's folder
+
+
+def _sweep_stale_folders() -> None:
+    """Removes the folders of kept pools whose Ray worker is gone (Ray ends its workers
+    without running their exit handlers)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{KEPT_PREFIX}*"):
+        pid = path.name[len(KEPT_PREFIX):].split("-")[0]
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except (ValueError, OSError):
+            continue   # not ours, or alive under another user
 
 
 def _drop_pools() -> None:

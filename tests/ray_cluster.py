@@ -34,6 +34,9 @@ class LocalRayCluster:
         self.cpus, self.nodes = cpus_per_node, nodes
         self.env = dict(os.environ if env is None else env)
         self.env["RAY_USAGE_STATS_ENABLED"] = "0"
+        # Loopback only: no token (Ray turns token authentication on when it finds
+        # ~/.ray/auth_token, which `ray.init(address="local")` may have left behind).
+        self.env.setdefault("RAY_AUTH_MODE", "disabled")
         self.procs: list[subprocess.Popen] = []
         self.tmp = tempfile.mkdtemp(prefix="propamm-ray-")
         self.address = ""

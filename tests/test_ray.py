@@ -111,6 +111,23 @@ def test_a_crash_on_the_cluster_costs_only_its_simulation(cluster):
     assert ray.failures and all(f.strategy == panics.name for f in ray.failures)
 
 
+def test_kept_pool_folders_of_ended_workers_are_swept(cluster, tmp_path):
+    """Ray ends its workers without exit handlers: each kept pool's folder carries its
+    worker's pid, and the next kept pool removes those of ended workers."""
+    import tempfile
+
+    from propamm_jax.config import SimConfig
+    from propamm_jax.scoring import score
+
+    stale = Path(tempfile.gettempdir()) / "propamm-kept-999999999-test"
+    stale.mkdir(exist_ok=True)
+    score(FILES, config=SimConfig(steps=300, epoch_len=100), simulations=4, progress=False,
+          ray=cluster.address)
+    assert not stale.exists()
+    live = list(Path(tempfile.gettempdir()).glob("propamm-kept-*"))
+    assert live and all(Path(f"/proc/{p.name.split('-')[2]}").exists() for p in live)
+
+
 def test_simulate_identical(cluster, tmp_path, x64):
     from propamm_jax.config import SimConfig
     from propamm_jax.simulate import simulate
