@@ -126,6 +126,14 @@ def _add_sandbox_options(p: argparse.ArgumentParser) -> None:
                        help="run strategies without bubblewrap (rlimits only; for benchmarks)")
 
 
+def _add_ray_option(p: argparse.ArgumentParser) -> None:
+    """`--ray ADDRESS`: the same run fanned out over a Ray cluster (propamm_jax.cluster)."""
+    p.add_argument("--ray", metavar="ADDRESS", default=None,
+                   help="run on a Ray cluster: auto (the one this machine belongs to), "
+                        "HOST:PORT, or local (start one here); same results, byte for byte. "
+                        "Needs pip install 'propamm-jax[ray]'")
+
+
 def _seed(text: str) -> int:
     from propamm_jax.tape import parse_seed
 
@@ -189,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds of wall time one strategy call may take before its "
                         "simulation is reported as a timeout")
     _add_robustness_options(p)
+    _add_ray_option(p)
     p.set_defaults(run=cmd_score)
 
     p = sub.add_parser("simulate",
@@ -206,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the results: .json (golden schema, every field) or .csv/.parquet "
                         "(one row per simulation and pool); checked before simulating")
     _add_no_progress(p)
+    _add_ray_option(p)
     p.set_defaults(run=cmd_simulate)
 
     p = sub.add_parser("sweep", help="run a pool over a parameter grid x seeds (profile: corrected)")
@@ -230,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="also write the (point, seed) table: .parquet, .csv or .json")
     _add_no_progress(p)
+    _add_ray_option(p)
     p.set_defaults(run=cmd_sweep)
 
     p = sub.add_parser("frame", help="a results file as a tidy table (.json/.csv/.parquet)")
@@ -406,7 +417,7 @@ def _score_and_print(files, args, profile: str, output: Path | None = None, trac
                    seed_start=args.seed_start, seed_stride=args.seed_stride, profile=profile,
                    workers=args.workers, trace_seeds=trace_seeds,
                    progress=None if not args.no_progress else False, sim_timeout=sim_timeout,
-                   **_robustness_kwargs(args))
+                   ray=getattr(args, "ray", None), **_robustness_kwargs(args))
     elapsed = time.perf_counter() - started
     _print_rejections(result)
     print()
@@ -477,7 +488,7 @@ def cmd_simulate(args) -> int:
           f"{config.steps} steps, epoch {config.epoch_len}", flush=True)
     started = time.perf_counter()
     results = simulate(args.pool, config, seeds, args.profile, args.batch_size, args.dtype,
-                       progress=None if not args.no_progress else False)
+                       progress=None if not args.no_progress else False, ray=args.ray)
     elapsed = time.perf_counter() - started
     print()
     print(aggregate_table(results))
@@ -521,7 +532,7 @@ def cmd_sweep(args) -> int:
           + (f"  |  fixed {fixed}" if fixed else ""), flush=True)
     started = time.perf_counter()
     frame = sweep(args.pool, grid, config, seeds, args.profile, args.opponent, fixed,
-                  args.dtype, progress=None if not args.no_progress else False)
+                  args.dtype, progress=None if not args.no_progress else False, ray=args.ray)
     elapsed = time.perf_counter() - started
     print()
     print(format_summary(summarize(frame)))
@@ -693,6 +704,7 @@ def _add_training_parsers(sub) -> None:
                    help="continue the run in --out (same options; a larger --generations "
                         "extends a finished run)")
     _add_no_progress(p)
+    _add_ray_option(p)
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("export", help="a policy.json as a single-file Rust submission")
@@ -722,7 +734,7 @@ def cmd_train(args) -> int:
           f"{args.steps} steps", flush=True)
     _configure_jax()
     policy = train(cfg, args.out, resume=args.resume,
-                   progress=False if args.no_progress else None)
+                   progress=False if args.no_progress else None, ray=args.ray)
     held = policy["heldout_mean"]
     print(f"policy written to {args.out / 'policy.json'} (held-out mean "
           f"{'n/a' if held is None else f'{held:.2f}'}, generation {policy['generation']})")
@@ -785,6 +797,7 @@ def _add_evaluate_parser(sub) -> None:
                         "or .csv/.parquet (one row per simulation and strategy)")
     _add_workers(p)
     _add_no_progress(p)
+    _add_ray_option(p)
     p.set_defaults(run=cmd_evaluate)
 
 
@@ -825,7 +838,7 @@ def cmd_evaluate(args) -> int:
     ev = evaluate(args.policy, p.seeds, p.profile, p.config, p.opponents,
                   official=not args.fast_only, workers=args.workers,
                   progress=False if args.no_progress else None, vs_fixed=fees,
-                  official_within=args.official_within)
+                  official_within=args.official_within, ray=args.ray)
     _print_evaluation(ev)
     if args.output is not None:
         ev.results.save(args.output)

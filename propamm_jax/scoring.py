@@ -196,6 +196,7 @@ class _Slot:
     index: int | None = None                    # the simulation running now
     since: float = 0.0                          # when that simulation started
     ready: bool = False                         # it loaded the strategies at least once
+    idle: bool = False                          # waiting for a block of a later run (kept pool)
     cell_path: str = ""                         # the call guard's cell, shared with it
 
     def cell(self) -> int:
@@ -209,12 +210,15 @@ class _Slot:
 
 class _Pool:
     """Sandboxed worker processes (`sandbox.launch`), each fed one block of seeds at a time;
-    a worker that dies or breaks the protocol is replaced."""
+    a worker that dies or breaks the protocol is replaced. A `kept` pool outlives one
+    `run_simulations` (its workers wait, loaded, for the next one's blocks: a Ray task's
+    block then costs no worker start)."""
 
-    def __init__(self, request: ScoreRequest, tmpdir: str, sandbox: str):
+    def __init__(self, request: ScoreRequest, tmpdir: str, sandbox: str, kept: bool = False):
         self.request = request
         self.tmpdir = tmpdir
         self.sandbox = sandbox
+        self.kept = kept
         self.selector = selectors.DefaultSelector()
         self.slots: dict[int, _Slot] = {}   # stdout fd -> slot
         self.spawned = 0
@@ -264,12 +268,14 @@ def run_simulations(request: ScoreRequest, seeds: list[int], workers: int,
                     on_progress: Callable[[int], None] | None = None,
                     on_failure: Callable[[Failure], None] | None = None,
                     sandbox: str = "auto",
-                    on_start: Callable[[int], None] | None = None) -> list[Failure]:
+                    on_start: Callable[[int], None] | None = None,
+                    pool: _Pool | None = None) -> list[Failure]:
     """Scores `seeds` in `workers` sandboxed processes, calling `on_result(index, record,
     trace)` for each finished simulation as it arrives (and `on_start(index)` as each
     starts: benchmarks time failure detection with it). A simulation whose child dies or
     hangs, or whose worker dies, is reported as a failure; the worker goes on (or is
-    replaced) and every other simulation still runs. Returns the failures."""
+    replaced) and every other simulation still runs. Returns the failures. `pool`: a kept
+    `_Pool` of `request` to use (and leave open) instead of a pool of this call's own."""
     todo = deque(_blocks(seeds, workers))
     pending = set(range(len(seeds)))
     failures: list[Failure] = []
@@ -286,7 +292,9 @@ def run_simulations(request: ScoreRequest, seeds: list[int], workers: int,
 
     def feed(slot: _Slot) -> None:
         slot.block = todo.popleft() if todo else None
-        slot.worker.send(slot.block)
+        slot.idle = slot.block is None and pool.kept
+        if not slot.idle:
+            slot.worker.send(slot.block)
 
     def lost(slot: _Slot, why: tuple[str, str] | None = None) -> None:
         """A worker that died or broke the protocol: its simulation fails, the rest of its
@@ -313,8 +321,12 @@ def run_simulations(request: ScoreRequest, seeds: list[int], workers: int,
             pool.spawn()
 
     with tempfile.TemporaryDirectory(prefix="propamm-") as tmpdir:
-        pool = _Pool(request, tmpdir, sandbox)
-        for _ in range(min(workers, len(todo))):
+        pool = pool or _Pool(request, tmpdir, sandbox)
+        for slot in list(pool.slots.values()):  # a kept pool's loaded workers
+            slot.block = slot.index = None
+            if slot.idle and todo:
+                feed(slot)
+        for _ in range(min(workers, len(todo)) - len(pool.slots)):
             pool.spawn()
         try:
             while pending:
@@ -338,7 +350,8 @@ def run_simulations(request: ScoreRequest, seeds: list[int], workers: int,
                 if not pool.slots and pending:
                     pool.spawn()
         finally:
-            pool.close()
+            if not pool.kept:
+                pool.close()
     return failures
 
 
@@ -404,7 +417,7 @@ def score(strategies: Sequence[str | os.PathLike], *, config: SimConfig | None =
           memory_limit: int = DEFAULT_MEMORY_LIMIT, strict: bool = False,
           allow_unsafe_source: bool = False, journal: str | os.PathLike | None = None,
           resume: bool = False, call_timeout: float = DEFAULT_CALL_TIMEOUT,
-          sandbox: str = "auto") -> ScoreResult:
+          sandbox: str = "auto", ray: str | None = None) -> ScoreResult:
     """Scores compiled strategies officially, bit-identical to the reference engine.
 
     `strategies`: `.rs` sources (source policy checked, compiled with the reference's flags,
@@ -426,6 +439,10 @@ def score(strategies: Sequence[str | os.PathLike], *, config: SimConfig | None =
     `journal`: a path, or "auto" (`<cache>/journals/<run key>.jsonl`), to which every
     finished simulation is appended as it arrives; with `resume`, simulations already in it
     are read back instead of run again.
+
+    `ray`: a Ray cluster's address (`auto`, `HOST:PORT`, or `local` to start one) to fan
+    blocks of seeds out to (`propamm_jax.cluster`; `workers` is then the cluster's CPUs).
+    The results are the same, byte for byte.
     """
     config = config or SimConfig()
     profile = check_profile(profile)
@@ -434,6 +451,10 @@ def score(strategies: Sequence[str | os.PathLike], *, config: SimConfig | None =
     if not seed_values:
         raise PropammError("no seeds to score")
     sandboxed(check_mode(sandbox))  # refuses now, before any work, under `require`
+    if ray is not None:
+        from propamm_jax import cluster
+
+        cluster.check_address(ray)
     if not call_timeout > 0:
         raise PropammError(f"--call-timeout must be positive, got {call_timeout!r}")
     workers = workers or os.cpu_count() or 1
@@ -478,10 +499,13 @@ def score(strategies: Sequence[str | os.PathLike], *, config: SimConfig | None =
     failures: list[Failure] = []
     bar = _progress_bar(len(seed_values), progress, initial=resumed)
     try:
-        if todo:
+        update = bar.update if bar is not None else None
+        if todo and ray is None:
             failures = run_simulations(request, [seed_values[i] for i in todo], workers, keep,
-                                       bar.update if bar is not None else None,
-                                       sandbox=sandbox)
+                                       update, sandbox=sandbox)
+        elif todo:
+            failures = cluster.run_simulations(request, [seed_values[i] for i in todo], ray,
+                                               keep, update, sandbox=sandbox)
     except KeyboardInterrupt:
         where = f"in the journal {writer.path}" if writer is not None else "nowhere (no journal)"
         raise Interrupted(f"{len(records)} of {len(seed_values)} simulations finished, kept "

@@ -94,12 +94,13 @@ def _records(final, tape, rows, labels, n_epochs_done) -> list[dict]:
 def simulate(pools: Sequence[str | PoolSpec], config: SimConfig | None = None,
              seeds: Iterable[int] = range(100), profile: str = "corrected",
              batch_size: int = 1000, dtype: str = "float64",
-             progress: bool | None = None) -> Results:
+             progress: bool | None = None, ray: str | None = None) -> Results:
     """Simulates parametric pools (plus the normalizer) over `seeds` on the fast path.
 
     Seeds run in batches of `batch_size`, each split evenly over the local JAX devices (on a
     CPU, start Python with `XLA_FLAGS=--xla_force_host_platform_device_count=<cores>` to use
-    every core; the `propamm` command does this itself).
+    every core; the `propamm` command does this itself). `ray`: a Ray cluster's address to
+    fan chunks of seeds out to (`propamm_jax.cluster`); the results are the same.
     """
     import jax
 
@@ -125,6 +126,8 @@ def simulate(pools: Sequence[str | PoolSpec], config: SimConfig | None = None,
     if not jax.config.jax_enable_x64 and dtype == "float64":
         raise PropammError("float64 needs 64-bit JAX: call "
                            "jax.config.update('jax_enable_x64', True) first")
+    if ray is not None:
+        return _on_ray(ray, specs, config, seed_list, profile, batch_size, dtype, progress)
     np_dtype = np.float64 if dtype == "float64" else np.float32
     params = [jax.tree_util.tree_map(lambda a: np.asarray(a, np_dtype), s.params) for s in specs]
     run = BatchRunner([s.pool for s in specs], config, profile)
@@ -183,6 +186,27 @@ def simulate(pools: Sequence[str | PoolSpec], config: SimConfig | None = None,
     if bar is not None:
         bar.close()
     return Results(engine=profile, config=config, strategies=labels, sims=sims)
+
+
+def _on_ray(address: str, specs: list[PoolSpec], config: SimConfig, seeds: list[int],
+            profile: str, batch_size: int, dtype: str, progress: bool | None) -> Results:
+    """`simulate` of chunks of seeds as Ray tasks (pools parsed here: a policy file need not
+    exist on the nodes), gathered in seed order."""
+    from propamm_jax import cluster
+
+    bar = _bar(len(seeds), progress)
+    parts = cluster.map_seeds(address, _sims, (specs, config), seeds,
+                              {"profile": profile, "batch_size": batch_size, "dtype": dtype},
+                              largest=batch_size, on_chunk=bar.update if bar else None)
+    if bar is not None:
+        bar.close()
+    return Results(engine=profile, config=config, strategies=[s.label for s in specs],
+                   sims=[sim for part in parts for sim in part])
+
+
+def _sims(specs: list[PoolSpec], config: SimConfig, seeds: list[int], **options) -> list[dict]:
+    """A task of `_on_ray`: the simulation records of one chunk, run locally."""
+    return simulate(specs, config, seeds, progress=False, **options).sims
 
 
 def _meta(seeds: list[int], market: np.ndarray):

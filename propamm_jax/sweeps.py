@@ -147,14 +147,16 @@ def grid_params(spec, grid: Grid, dtype) -> Any:
 def sweep(pool: str, grid: Grid | Mapping[str, Sequence[float]], config: SimConfig | None = None,
           seeds: Iterable[int] = range(100), profile: str = "corrected",
           opponents: Sequence[str] = (), fixed: Mapping[str, float] | None = None,
-          dtype: str = "float64", lanes: int = LANES, progress: bool | None = None):
+          dtype: str = "float64", lanes: int = LANES, progress: bool | None = None,
+          ray: str | None = None):
     """Runs `pool` at every grid point on every seed (plus fixed `opponents` and the
     normalizer) and returns a DataFrame indexed by (point, seed).
 
     Columns: the grid axes, the swept pool's `edge`, `final_capital_weight`,
     `edge_vs_normalizer`, `normalizer_edge`, each opponent's `edge[LABEL]`, and the market
     parameters (`market_*`, after `fixed`). `pool` is a `--pool` spec; `cpamm` alone means
-    `cpamm:0` with the fees set by the grid.
+    `cpamm:0` with the fees set by the grid. `ray`: a Ray cluster's address to fan chunks of
+    seeds out to (`propamm_jax.cluster`); the table is the same.
     """
     import jax
 
@@ -183,6 +185,10 @@ def sweep(pool: str, grid: Grid | Mapping[str, Sequence[float]], config: SimConf
         raise PropammError(str(exc)) from None
     if not seed_list:
         raise PropammError("sweep: no seeds")
+    if ray is not None:
+        return _on_ray(ray, (pool, grid, config), seed_list,
+                       {"profile": profile, "opponents": tuple(opponents), "fixed": fixed,
+                        "dtype": dtype, "lanes": lanes}, progress)
     np_dtype = np.float64 if dtype == "float64" else np.float32
     swept = parse_pool("cpamm:0" if pool == "cpamm" else pool)
     others = [parse_pool(o) for o in opponents]
@@ -215,10 +221,35 @@ def sweep(pool: str, grid: Grid | Mapping[str, Sequence[float]], config: SimConf
             bar.update(len(seeds_here) * len(points))
     if bar is not None:
         bar.close()
+    return _table(parts)
+
+
+def _table(parts: list) -> Any:
+    """Rows of the chunks (point and seed as columns) as one table indexed by (point, seed)."""
     import pandas as pd
 
     frame = pd.concat(parts, ignore_index=True).sort_values(["point", "seed"], kind="stable")
     return frame.set_index(["point", "seed"])
+
+
+def _on_ray(address: str, args: tuple, seeds: list[int], options: dict,
+            progress: bool | None) -> Any:
+    """`sweep` of chunks of seeds as Ray tasks, gathered into the same table."""
+    from propamm_jax import cluster
+    from propamm_jax.simulate import _bar
+
+    points = len(args[1].points())
+    bar = _bar(len(seeds) * points, progress)
+    parts = cluster.map_seeds(address, _chunk, args, seeds, options, largest=len(seeds),
+                              on_chunk=(lambda n: bar.update(n * points)) if bar else None)
+    if bar is not None:
+        bar.close()
+    return _table(parts)
+
+
+def _chunk(pool: str, grid: Grid, config: SimConfig, seeds: list[int], **options) -> Any:
+    """A task of `_on_ray`: one chunk's rows, point and seed as columns."""
+    return sweep(pool, grid, config, seeds, progress=False, **options).reset_index()
 
 
 def _rows(final, tape, n_seeds: int, points: list[dict], others) -> Any:

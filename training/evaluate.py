@@ -115,7 +115,7 @@ class Evaluation:
 
 
 def fast_edges(policy: str | Path, seeds: Sequence[int], profile: str, config: SimConfig,
-               opponents: Sequence[str] = ()) -> np.ndarray:
+               opponents: Sequence[str] = (), ray: str | None = None) -> np.ndarray:
     """The policy's edge on each seed, on the fast path."""
     import jax
 
@@ -123,7 +123,8 @@ def fast_edges(policy: str | Path, seeds: Sequence[int], profile: str, config: S
 
     pool, params = load_policy(policy)
     stacked = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64)[None], params)
-    return population_values(Setting(pool, tuple(opponents), profile, config), stacked, seeds)[0]
+    return population_values(Setting(pool, tuple(opponents), profile, config), stacked, seeds,
+                             ray=ray)[0]
 
 
 def opponent_files(opponents: Sequence[str], folder: Path) -> list[Path]:
@@ -155,7 +156,7 @@ def opponent_files(opponents: Sequence[str], folder: Path) -> list[Path]:
 
 def official_run(policy: str | Path, seeds: Sequence[int], profile: str, config: SimConfig,
                  opponents: Sequence[str] = (), workers: int | None = None,
-                 progress: bool | None = None):
+                 progress: bool | None = None, ray: str | None = None):
     """The exported policy (strategy 0) and its opponents scored officially: a ScoreResult."""
     from propamm_jax.scoring import score
     from propamm_jax.training.export import export
@@ -164,7 +165,7 @@ def official_run(policy: str | Path, seeds: Sequence[int], profile: str, config:
         rs = export(policy, Path(tmp) / "policy_export.rs")
         files = [rs] + opponent_files(opponents, Path(tmp))
         result = score([str(f) for f in files], config=config, seeds=list(seeds),
-                       profile=profile, workers=workers, progress=progress)
+                       profile=profile, workers=workers, progress=progress, ray=ray)
     if result.rejected:
         raise PropammError(f"export of {policy} was rejected: {result.rejected[0]}")
     return result
@@ -172,9 +173,10 @@ def official_run(policy: str | Path, seeds: Sequence[int], profile: str, config:
 
 def official_edges(policy: str | Path, seeds: Sequence[int], profile: str, config: SimConfig,
                    opponents: Sequence[str] = (), workers: int | None = None,
-                   progress: bool | None = None) -> tuple[dict[int, float], int]:
+                   progress: bool | None = None,
+                   ray: str | None = None) -> tuple[dict[int, float], int]:
     """({seed: edge} of the exported policy, number of failed simulations)."""
-    result = official_run(policy, seeds, profile, config, opponents, workers, progress)
+    result = official_run(policy, seeds, profile, config, opponents, workers, progress, ray)
     return strategy_edges(result.results, 0), len(result.failures)
 
 
@@ -222,10 +224,12 @@ def evaluate(policy: str | Path, seeds: Sequence[int] | None = None, profile: st
              config: SimConfig | None = None, opponents: Sequence[str] | None = None,
              official: bool = True, workers: int | None = None,
              progress: bool | None = None, vs_fixed: Sequence[int] = (),
-             official_within: float = 5.0, simulations: int = 100) -> Evaluation:
+             official_within: float = 5.0, simulations: int = 100,
+             ray: str | None = None) -> Evaluation:
     """The policy on `seeds`, in `profile`/`config`/against `opponents` (defaults: `plan`),
     fast path and official side by side; with `vs_fixed` (fees in bps), also the best of those
-    fixed fees on the same seeds (`vs_fixed.compare_fixed`)."""
+    fixed fees on the same seeds (`vs_fixed.compare_fixed`). `ray`: a Ray cluster's address
+    to fan the policy's runs out over."""
     from propamm_jax.simulation import simulate
     from propamm_jax.training.objective import is_compiled
     from propamm_jax.training.vs_fixed import compare_fixed
@@ -235,9 +239,9 @@ def evaluate(policy: str | Path, seeds: Sequence[int] | None = None, profile: st
     # No fast path against compiled strategies: those are only scored officially.
     compiled = any(is_compiled(o) for o in p.opponents)
     fast_results = None if compiled else simulate(
-        [f"dynamic:{policy}", *p.opponents], p.config, seeds, p.profile, progress=False)
+        [f"dynamic:{policy}", *p.opponents], p.config, seeds, p.profile, progress=False, ray=ray)
     fast = strategy_edges(fast_results, 0) if fast_results is not None else None
-    run = official_run(policy, seeds, p.profile, p.config, p.opponents, workers, progress) \
+    run = official_run(policy, seeds, p.profile, p.config, p.opponents, workers, progress, ray) \
         if official or compiled else None
     edges = strategy_edges(run.results, 0) if run is not None else fast
     done = [s for s in seeds if s in edges]

@@ -91,15 +91,23 @@ def _opponent_params(setting: Setting, rows: int):
 
 
 def population_values(setting: Setting, population, seeds: Sequence[int],
-                      smooth: float = 0.0) -> np.ndarray:
-    """[members, seeds] objective values of a stacked population (leading axis: members)."""
+                      smooth: float = 0.0, ray: str | None = None) -> np.ndarray:
+    """[members, seeds] objective values of a stacked population (leading axis: members).
+    `ray`: a Ray cluster's address; chunks of seeds then run as its tasks (same values)."""
     import jax
 
     from propamm_jax.fast import simulate_batch
 
     members = int(np.shape(jax.tree_util.tree_leaves(population)[0])[0])
     if setting.compiled_opponents:
-        return official_values(setting, population, seeds)
+        return official_values(setting, population, seeds, ray)
+    if ray is not None:
+        from propamm_jax import cluster
+
+        host = jax.tree_util.tree_map(np.asarray, population)
+        parts = cluster.map_seeds(ray, population_values, (setting, host), list(seeds),
+                                  largest=len(seeds))
+        return np.concatenate(parts, axis=1)
     market, events = _inputs(setting, seeds, members)
     rows = members * len(seeds)
     opp_pools, opp_params = _opponent_params(setting, rows)
@@ -111,7 +119,8 @@ def population_values(setting: Setting, population, seeds: Sequence[int],
     return value.reshape(len(seeds), members).T
 
 
-def official_values(setting: Setting, population, seeds: Sequence[int]) -> np.ndarray:
+def official_values(setting: Setting, population, seeds: Sequence[int],
+                    ray: str | None = None) -> np.ndarray:
     """[members, seeds] objective values, each member exported and scored officially against
     the opponents (fixed fees as fixed-fee submissions, compiled strategies as they are)."""
     import tempfile
@@ -134,7 +143,7 @@ def official_values(setting: Setting, population, seeds: Sequence[int]) -> np.nd
             rs = Path(tmp) / f"member_{m}.rs"
             rs.write_text(render(setting.pool, params._asdict(), f"member_{m}"))
             result = score([str(rs)] + others, config=setting.config, seeds=seeds,
-                           profile=setting.profile, progress=False)
+                           profile=setting.profile, progress=False, ray=ray)
             if result.rejected:
                 raise PropammError(f"opponents: {result.rejected[0]}")
             if result.failures:

@@ -230,20 +230,27 @@ def _mean_of(cfg: TrainConfig, state) -> np.ndarray:
     return np.asarray(state.mean)
 
 
-def heldout_value(setting: Setting, vec, seeds) -> float:
-    return float(population_values(setting, _params(np.asarray(vec)[None]), seeds).mean())
+def heldout_value(setting: Setting, vec, seeds, ray: str | None = None) -> float:
+    return float(population_values(setting, _params(np.asarray(vec)[None]), seeds,
+                                   ray=ray).mean())
 
 
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
-          progress: bool | None = None, echo: Callable[[str], None] | None = None) -> dict:
+          progress: bool | None = None, echo: Callable[[str], None] | None = None,
+          ray: str | None = None) -> dict:
     """Runs (or resumes) a training run into directory `out`; returns the policy dict
-    written to `out/policy.json`."""
+    written to `out/policy.json`. `ray`: a Ray cluster's address; each generation's
+    population x seeds evaluation then fans out over it (the same run, value for value)."""
     import jax
 
     if not jax.config.jax_enable_x64:
         raise PropammError("training needs 64-bit JAX: call "
                            "jax.config.update('jax_enable_x64', True) first")
     cfg.check()
+    if ray is not None:
+        from propamm_jax import cluster
+
+        cluster.check_address(ray)
     echo = echo or (lambda line: print(line, flush=True))
     out = Path(out)
     setting = cfg.setting()
@@ -271,7 +278,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
     try:
         for gen in range(start, cfg.generations):
             state, best, record = _generation(cfg, setting, gen, state, best, key, es,
-                                              es_params, opt, heldout, out)
+                                              es_params, opt, heldout, out, ray)
             done = gen + 1
             _report(bar, progress, echo, record, best)
     except KeyboardInterrupt:
@@ -295,7 +302,7 @@ def _interrupted(cfg: TrainConfig, out: Path, done: int, best: dict) -> Interrup
 
 
 def _generation(cfg: TrainConfig, setting: Setting, gen: int, state, best: dict, key, es,
-                es_params, opt, heldout: list[int], out: Path):
+                es_params, opt, heldout: list[int], out: Path, ray: str | None = None):
     """One generation: ask/tell (or one Adam step), the held-out check when due, a log line
     and a checkpoint. Returns (state, best, the log record)."""
     import jax
@@ -306,7 +313,7 @@ def _generation(cfg: TrainConfig, setting: Setting, gen: int, state, best: dict,
     k_ask, k_tell = jax.random.split(jax.random.fold_in(key, gen))
     if es is not None:
         pop, state = es.ask(k_ask, state, es_params)
-        values = population_values(setting, _params(pop), seeds).mean(axis=1)
+        values = population_values(setting, _params(pop), seeds, ray=ray).mean(axis=1)
         state, _ = es.tell(k_tell, pop, jnp.asarray(-values), state, es_params)
         gen_best, gen_mean = float(values.max()), float(values.mean())
     else:
@@ -324,7 +331,7 @@ def _generation(cfg: TrainConfig, setting: Setting, gen: int, state, best: dict,
     last = gen == cfg.generations - 1
     if (gen + 1) % cfg.eval_every == 0 or last:
         vec = _mean_of(cfg, state)
-        record["heldout"] = heldout_value(setting, vec, heldout)
+        record["heldout"] = heldout_value(setting, vec, heldout, ray)
         if best["heldout"] is None or record["heldout"] > best["heldout"]:
             best = {"heldout": record["heldout"], "params": vec.tolist(), "generation": gen}
     record["seconds"] = round(time.perf_counter() - t0, 3)
