@@ -236,7 +236,7 @@ def _on_ray(address: str, args: tuple, seeds: list[int], options: dict,
             progress: bool | None) -> Any:
     """`sweep` of chunks of seeds as Ray tasks, gathered into the same table."""
     from propamm_jax import cluster
-    from propamm_jax.simulate import _bar
+    from propamm_jax.simulation import _bar
 
     points = len(args[1].points())
     bar = _bar(len(seeds) * points, progress)

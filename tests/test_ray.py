@@ -130,7 +130,7 @@ def test_kept_pool_folders_of_ended_workers_are_swept(cluster, tmp_path):
 
 def test_simulate_identical(cluster, tmp_path, x64):
     from propamm_jax.config import SimConfig
-    from propamm_jax.simulate import simulate
+    from propamm_jax.simulation import simulate
 
     args = (["cpamm:30", "cpamm:25/45"], SimConfig(steps=2000, epoch_len=500), range(3, 40))
     simulate(*args, batch_size=16, progress=False).save(tmp_path / "local.json")
@@ -141,7 +141,7 @@ def test_simulate_identical(cluster, tmp_path, x64):
 def test_sweep_identical(cluster, tmp_path, x64):
     from propamm_jax.config import SimConfig
     from propamm_jax.frames import write_frame
-    from propamm_jax.sweep import sweep
+    from propamm_jax.sweeps import sweep
 
     args = ("cpamm", {"fee_bps": [10.0, 40.0, 70.0]}, SimConfig(steps=1000, epoch_len=250),
             [9, 2, 14, 30, 5, 7, 8])

@@ -58,7 +58,7 @@ def train_log(tmp_path_factory):
 def sweeps(tmp_path_factory):
     """Real sweep tables: one axis (.parquet) and two axes (.csv)."""
     from propamm_jax.frames import write_frame
-    from propamm_jax.sweep import sweep
+    from propamm_jax.sweeps import sweep
 
     folder = tmp_path_factory.mktemp("sweeps")
     one = _x64(lambda: sweep("cpamm", {"fee_bps": [10.0, 40.0, 70.0]}, SMALL, [1, 2, 3, 4]))

@@ -65,7 +65,8 @@ def add_parsers(sub, positive_int) -> None:
     p.set_defaults(run=cmd_worker)
 
     p = sub.add_parser("team", help="manage teams of a server")
-    tsub = p.add_subparsers(dest="team_command", parser_class=type(p))
+    tsub = p.add_subparsers(dest="team_command", parser_class=type(p), metavar="ACTION",
+                            help="add: create a team and print its token")
     q = tsub.add_parser("add", help="create a team; prints its API token on the last line",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     q.add_argument("name", help="the team's name")

@@ -107,9 +107,12 @@ def _finish_scored(data: Path, job_id: str, results, failures, rejected, sources
     from propamm_jax.report import leaderboard_html, render
 
     team_rejected = [r for r in rejected if Path(r.split(":", 1)[0]).name in sources]
-    lines = [f"REJECTED {r}" for r in rejected] + [_failure_line(f, plan.hidden) for f in failures]
+    # A rejection may quote rustc's diagnostic over several lines: the log keeps them all,
+    # the job's error is the first (it names the file and the reason).
+    lines = [line for r in rejected for line in f"REJECTED {r}".splitlines()] \
+        + [_failure_line(f, plan.hidden) for f in failures]
     if team_rejected:
-        return Outcome(lines=lines, error=team_rejected[0])
+        return Outcome(lines=lines, error=team_rejected[0].splitlines()[0])
     if not results.sims:
         return Outcome(lines=lines, error=f"no simulation finished: {lines[-1] if lines else ''}")
     results.save(job_dir(data, job_id) / "results.json")
