@@ -899,12 +899,18 @@ def main(argv: list[str] | None = None) -> int:
         previous = signal.signal(signal.SIGTERM, _terminate)
     except ValueError:  # not the main thread: leave signals alone
         previous = None
+    on_ray = False
     try:
         args = parser.parse_args(argv)
         if not getattr(args, "run", None):
             parser.print_help()
             return 2
         check_outputs(args)
+        if getattr(args, "ray", None):  # Ray's workers start while the command prepares
+            from propamm_jax import cluster
+
+            on_ray = True
+            cluster.start(args.ray, jax=args.command != "score")
         return args.run(args)
     except PropammError as exc:
         print(f"propamm: error: {exc}", file=sys.stderr)
@@ -915,6 +921,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if on_ray:  # entry() exits without atexit handlers: leave Ray now
+            from propamm_jax import cluster
+
+            if cluster.took_part():
+                print(cluster.took_part(), file=sys.stderr)
+            cluster.shutdown()
 
 
 def _terminate(signum, frame):

@@ -291,11 +291,19 @@ def test_workers_see_only_what_they_need(tmp_path):
              f"tests = os.path.exists({str(Path(__file__).parent)!r})\n"
              "ifaces = sorted(n for _, n in socket.if_nameindex())\n"
              "writable = [p for p in ('/', '/usr/lib', '/tmp') if os.access(p, os.W_OK)]\n"
-             "print(home, tests, ifaces, os.getpid(), os.listdir('/tmp'), writable)\n")
-    proc = subprocess.run(bwrap_command([], worker_env()) + [sys.executable, "-I", "-c", probe],
+             "print(home, tests, ifaces, os.getpid(), '|'.join(sorted(os.listdir('/tmp'))) or '-',"
+             " writable)\n")
+    command = bwrap_command([], worker_env())
+    # /tmp is a private tmpfs: it holds nothing but the mount points of read-only binds that
+    # live under /tmp (a checkout or venv there, as in a CI clone), never the host's /tmp.
+    binds = [command[i + 2] for i, a in enumerate(command) if a in ("--ro-bind", "--bind")]
+    under_tmp = sorted({Path(d).relative_to("/tmp").parts[0] for d in binds
+                        if d.startswith("/tmp/")})
+    proc = subprocess.run(command + [sys.executable, "-I", "-c", probe],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["False", "False", "['lo']", "2", "[]", "['/tmp']"], proc.stdout
+    assert proc.stdout.split() == ["False", "False", "['lo']", "2", "|".join(under_tmp) or "-",
+                                   "['/tmp']"], proc.stdout
     assert shutil.which("bwrap")
 
 
