@@ -94,9 +94,15 @@ def renew(engine: Engine, job_id: str, owner: str, lease_s: float, done: int | N
     if done is not None:
         values["progress_done"] = done
     with engine.begin() as conn:
-        res = conn.execute(db.jobs.update().where(db.jobs.c.id == job_id)
-                           .where(db.jobs.c.lease_owner == owner)
-                           .where(db.jobs.c.state == "running").values(**values))
+        return _update_held(conn, job_id, owner, values)
+
+
+def _update_held(conn, job_id: str, owner: str, values: dict) -> bool:
+    """Writes `values` to the job only while `owner` holds its lease (the fence: a worker
+    whose lease expired and was taken over changes nothing); True if it did."""
+    res = conn.execute(db.jobs.update().where(db.jobs.c.id == job_id)
+                       .where(db.jobs.c.lease_owner == owner)
+                       .where(db.jobs.c.state == "running").values(**values))
     return res.rowcount == 1
 
 
@@ -111,12 +117,10 @@ def finish(engine: Engine, job_id: str, owner: str, *, error: str | None = None,
     if done is not None:
         values["progress_done"] = done
     with engine.begin() as conn:
-        res = conn.execute(db.jobs.update().where(db.jobs.c.id == job_id)
-                           .where(db.jobs.c.lease_owner == owner)
-                           .where(db.jobs.c.state == "running").values(**values))
-        if res.rowcount == 1:
+        held = _update_held(conn, job_id, owner, values)
+        if held:
             log(conn, job_id, f"failed: {error}" if error else "done")
-    return res.rowcount == 1
+    return held
 
 
 def active_count(conn: Connection, team_id: str) -> int:
