@@ -10,10 +10,10 @@ import dataclasses
 from typing import Literal
 
 from propamm_jax.errors import PropammError
+from propamm_jax.rules import MAX_STRATEGIES  # noqa: F401 (re-exported for the CLI)
 
 Profile = Literal["reference", "corrected"]
 PROFILES: tuple[str, ...] = ("reference", "corrected")
-MAX_STRATEGIES = 16
 U64_MAX = 2**64 - 1
 
 

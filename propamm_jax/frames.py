@@ -10,13 +10,13 @@ weight floor), recomputed in the native core's order of operations.
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 
 import numpy as np
 
 from propamm_jax.errors import PropammError
+from propamm_jax.rules import capital_weights
 
 FORMATS = (".json", ".csv", ".parquet")
 
@@ -85,24 +85,6 @@ def read_frame(path: str | Path):
     except (ValueError, OSError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise PropammError(f"{path}: cannot read as {suffix[1:]} ({first})") from None
-
-
-def capital_weights(scores: np.ndarray, temperature: float, min_weight: float) -> np.ndarray:
-    """The weights one rebalance assigns from the strategies' risk-adjusted scores [N]."""
-    max_s, min_s = max(scores), min(scores)
-    spread = max((max_s - min_s) / 40.0, 1.0)
-    exps = [math.exp((s - max_s) / (temperature * spread)) for s in scores]
-    total = 0.0
-    for e in exps:
-        total += e
-    raw = [e / total for e in exps]
-    floor_total = min_weight * len(scores)
-    if min_weight > 0.0 and floor_total < 1.0:
-        raw = [min_weight + (1.0 - floor_total) * r for r in raw]
-    total = 0.0
-    for w in raw:
-        total += w
-    return np.array([w / total for w in raw])
 
 
 def epoch_frame(results):

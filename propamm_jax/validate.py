@@ -31,10 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from propamm_jax import rules
 from propamm_jax.errors import PropammError
 from propamm_jax.sandbox import Limits, Worker, classify_death, cpu_budget, launch
 
-STORAGE = 1024
+STORAGE = rules.STORAGE
 U64_MAX = 2**64 - 1
 DEFAULT_CALL_BUDGET_MS = 100.0
 JOB_CPU_SECONDS = 60          # CPU time one group of checks may use at most
@@ -99,23 +100,29 @@ QUICK = Plan(reserve_states=3, ladder_points=32, concave_points=12, histories=0,
 
 def compute_payload(is_buy: bool, amount: int, rx: int, ry: int, storage: bytes) -> bytes:
     """The reference's compute_swap payload: side (0 = buy X), input, reserves, storage."""
-    return struct.pack("<BQQQ", 0 if is_buy else 1, amount, rx, ry) + storage
+    return rules.pack(rules.QUOTE, storage, side=rules.TAG_BUY if is_buy else rules.TAG_SELL,
+                      input=amount, reserve_x=rx, reserve_y=ry)
 
 
 def after_swap_payload(is_buy: bool, amount: int, output: int, rx: int, ry: int, step: int,
                        epoch_len: int, n: int, index: int, flow: float, weight: float,
                        competitors: Sequence[float], storage: bytes) -> bytes:
-    """The reference's after_swap payload (tag 2), 92 bytes + storage."""
-    head = struct.pack("<BBQQQQQIIBBff", 2, 0 if is_buy else 1, amount, output, rx, ry, step,
-                       step % epoch_len % 2**32, step // epoch_len % 2**32, n, index, flow,
-                       weight)
-    return head + struct.pack("<8f", *competitors) + storage
+    """The reference's after_swap payload (tag 2), header + storage."""
+    return rules.pack(rules.AFTER_SWAP, storage, tag=rules.TAG_AFTER_SWAP,
+                      side=rules.TAG_BUY if is_buy else rules.TAG_SELL, input=amount,
+                      output=output, reserve_x=rx, reserve_y=ry, step=step,
+                      epoch_step=step % epoch_len % 2**32,
+                      epoch_number=step // epoch_len % 2**32, n_strategies=n,
+                      strategy_index=index, flow=flow, capital_weight=weight,
+                      competitor_prices=list(competitors))
 
 
 def epoch_payload(epoch: int, rx: int, ry: int, epoch_edge: float, cumulative: float,
                   weight: float, storage: bytes) -> bytes:
-    """The epoch hook's payload (tag 5), 41 bytes + storage."""
-    return struct.pack("<BIQQddf", 5, epoch, rx, ry, epoch_edge, cumulative, weight) + storage
+    """The epoch hook's payload (tag 5), header + storage."""
+    return rules.pack(rules.EPOCH, storage, tag=rules.TAG_EPOCH, epoch_number=epoch,
+                      reserve_x=rx, reserve_y=ry, epoch_edge=epoch_edge,
+                      cumulative_edge=cumulative, capital_weight=weight)
 
 
 def reserve_states(plan: Plan) -> list[tuple[int, int]]:

@@ -19,6 +19,7 @@ import numpy as np
 
 from propamm_jax.config import SimConfig
 from propamm_jax.errors import PropammError
+from propamm_jax.rules import risk_score
 
 OBJECTIVES = ("edge", "risk", "vs_normalizer")
 
@@ -55,7 +56,7 @@ def per_seed_value(edge: np.ndarray, norm_edge: np.ndarray, setting: Setting):
     import jax.numpy as jnp
 
     if setting.objective == "risk":
-        return edge - setting.risk_lambda * jnp.maximum(0.0, -edge)
+        return risk_score(edge, setting.risk_lambda, xp=jnp)
     if setting.objective == "vs_normalizer":
         return edge - norm_edge
     return edge
