@@ -38,8 +38,8 @@ def in_process(libraries: list[str], labels: list[str], config, seeds: list[int]
                block: int = 8) -> list[dict]:
     """The baseline: the worker's loop without the worker (no spawn, limits or guard)."""
     from propamm_jax.native.bridge import NativeStrategy, PoolSpec, run_core
-    from propamm_jax.results import sim_record
-    from propamm_jax.tape_cache import cached_tape
+    from propamm_jax.outputs.results import sim_record
+    from propamm_jax.tape.cache import cached_tape
 
     strategies = [NativeStrategy(Path(p), lbl) for p, lbl in zip(libraries, labels)]
     pools = [PoolSpec.native(s) for s in strategies]
@@ -70,7 +70,7 @@ def main() -> int:
 
     from propamm_jax.config import SimConfig
     from propamm_jax.native.build import resolve_library
-    from propamm_jax.scoring import score
+    from propamm_jax.official.scoring import score
 
     files = [STRATEGIES / "fixed_30bps.rs", STRATEGIES / "adaptive_fee.rs"]
     libraries = [str(resolve_library(f)) for f in files]
@@ -126,7 +126,7 @@ def _timed(work) -> float:
 def _overhead(files, libraries, labels, n: int = 200) -> None:
     """Per-simulation cost that is not simulation: 200 simulations of 10 steps."""
     from propamm_jax.config import SimConfig
-    from propamm_jax.scoring import score
+    from propamm_jax.official.scoring import score
 
     tiny = SimConfig(steps=10, epoch_len=10)
     seeds = list(range(n))
@@ -151,8 +151,8 @@ def _fork_cost(libraries: list[str], n: int = 40) -> None:
 
     from propamm_jax.config import SimConfig
     from propamm_jax.native.bridge import NativeStrategy, guarded_pools, run_core
-    from propamm_jax.tape_cache import cached_tape
-    from propamm_jax.worker import run_forked
+    from propamm_jax.tape.cache import cached_tape
+    from propamm_jax.official.worker import run_forked
 
     def cpu() -> float:
         own, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
@@ -194,7 +194,7 @@ def _start_cost(n: int = 10) -> None:
     """What bwrap adds to starting a worker's interpreter (best of `n` starts each)."""
     import subprocess
 
-    from propamm_jax.sandbox import bwrap_command, worker_env
+    from propamm_jax.official.sandbox import bwrap_command, worker_env
 
     def best(command: list[str]) -> float:
         return min(_timed(lambda: subprocess.run(command, check=True)) for _ in range(n))
@@ -209,7 +209,7 @@ def _detection() -> None:
     """Seconds from the start of a failing simulation to its failure report."""
     from propamm_jax.config import SimConfig
     from propamm_jax.native.build import compile_rust, resolve_library
-    from propamm_jax.scoring import ScoreRequest, _native_libraries, run_simulations
+    from propamm_jax.official.scoring import ScoreRequest, _native_libraries, run_simulations
 
     good = STRATEGIES / "fixed_30bps.rs"
     hostile = ROOT / "tests" / "fixtures" / "hostile"

@@ -52,7 +52,7 @@ def peak_rss_mib() -> tuple[float, float]:
 def callback_share(libraries, config, profile: str, sims: int = 5) -> tuple[float, float]:
     """(share of core time inside strategy calls, strategy calls per simulation)."""
     from propamm_jax.native.bridge import NativeStrategy, PoolSpec, run_core
-    from propamm_jax.tape import make_tape
+    from propamm_jax.tape.generate import make_tape
 
     pools = [PoolSpec.native(NativeStrategy(Path(p))) for p in libraries]
     tape = make_tape(range(sims), config.steps)
@@ -72,7 +72,7 @@ def callback_share(libraries, config, profile: str, sims: int = 5) -> tuple[floa
 
 
 def run_ours(sources, config, args) -> None:
-    from propamm_jax.scoring import score
+    from propamm_jax.official.scoring import score
 
     result = score(sources, config=config, simulations=args.simulations, profile=args.profile,
                    workers=args.workers, progress=False)

@@ -75,7 +75,7 @@ def main() -> int:
     from propamm_jax.native.build import cache_dir
     from propamm_jax.runner import BatchRunner
     from propamm_jax.simulation import parse_pool
-    from propamm_jax.tape_cache import cached_tape
+    from propamm_jax.tape.cache import cached_tape
 
     config = SimConfig(steps=args.steps, epoch_len=args.epoch_len)
     np_dtype = np.float64 if args.dtype == "float64" else np.float32
@@ -139,7 +139,7 @@ def main() -> int:
               f"(runs: {', '.join(f'{t:.2f}' for t in warm)})", flush=True)
 
     if args.official_sims > 0:
-        from propamm_jax.scoring import score
+        from propamm_jax.official.scoring import score
 
         files = [ROOT / "tests/fixtures/strategies/fixed_30bps.rs",
                  ROOT / "tests/fixtures/strategies/fixed_65bps.rs"]

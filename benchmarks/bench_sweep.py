@@ -35,7 +35,7 @@ def main() -> int:
     from propamm_jax.config import SimConfig
     from propamm_jax.simulation import simulate
     from propamm_jax.sweeps import sweep
-    from propamm_jax.tape_cache import cached_tape
+    from propamm_jax.tape.cache import cached_tape
 
     config = SimConfig(steps=args.steps, epoch_len=args.epoch_len)
     seeds = list(range(args.seeds))

@@ -38,7 +38,7 @@ def main() -> int:
 
     from propamm_jax.cli import _configure_jax, _fee_list
     from propamm_jax.config import SimConfig
-    from propamm_jax.scoring import seed_list
+    from propamm_jax.official.scoring import seed_list
     from propamm_jax.training.evaluate import evaluate
 
     _configure_jax()

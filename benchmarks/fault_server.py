@@ -28,7 +28,7 @@ from server_util import STARTERS, Server, add_team, shared_cache, source, wait_j
 def uninterrupted(config: dict, folder: Path, seed_start: int) -> dict:
     """The library's `score` (what `propamm score` runs) on the job's inputs."""
     from propamm_jax.config import SimConfig
-    from propamm_jax.scoring import score
+    from propamm_jax.official.scoring import score
 
     mine = folder / "mine.rs"
     mine.write_text(source("vol_scaled")["text"])

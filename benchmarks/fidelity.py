@@ -70,8 +70,8 @@ def main() -> int:
     jax.config.update("jax_enable_x64", True)
     from propamm_jax.config import SimConfig
     from propamm_jax.native.build import cache_dir
-    from propamm_jax.results import Results
-    from propamm_jax.scoring import score
+    from propamm_jax.outputs.results import Results
+    from propamm_jax.official.scoring import score
     from propamm_jax.simulation import simulate
 
     config = SimConfig(steps=args.steps, epoch_len=args.epoch_len)

@@ -13,9 +13,9 @@ import importlib
 _EXPORTS = {
     "SimConfig": "propamm_jax.config",
     "PropammError": "propamm_jax.errors",
-    "Results": "propamm_jax.results",
-    "score": "propamm_jax.scoring",
-    "ScoreResult": "propamm_jax.scoring",
+    "Results": "propamm_jax.outputs.results",
+    "score": "propamm_jax.official.scoring",
+    "ScoreResult": "propamm_jax.official.scoring",
     "simulate": "propamm_jax.simulation",
     "sweep": "propamm_jax.sweeps",
     "summarize": "propamm_jax.sweeps",
@@ -23,10 +23,10 @@ _EXPORTS = {
     "TrainConfig": "propamm_jax.training.train",
     "evaluate": "propamm_jax.training.evaluate",
     "export": "propamm_jax.training.export",
-    "compare": "propamm_jax.comparison",
-    "Comparison": "propamm_jax.comparison",
-    "make_tape": "propamm_jax.tape",
-    "Tape": "propamm_jax.tape",
+    "compare": "propamm_jax.outputs.comparison",
+    "Comparison": "propamm_jax.outputs.comparison",
+    "make_tape": "propamm_jax.tape.generate",
+    "Tape": "propamm_jax.tape.generate",
 }
 
 __all__ = sorted(list(_EXPORTS) + ["__version__"])

@@ -135,7 +135,7 @@ def _add_ray_option(p: argparse.ArgumentParser) -> None:
 
 
 def _seed(text: str) -> int:
-    from propamm_jax.tape import parse_seed
+    from propamm_jax.tape.generate import parse_seed
 
     try:
         return parse_seed(text)
@@ -385,11 +385,11 @@ def cmd_cache(args) -> int:
 
 def cmd_validate(args) -> int:
     """One line per check per file; exit code 1 if any check failed."""
-    from propamm_jax.validate import Plan, validate_file
+    from propamm_jax.official.validate import Plan, validate_file
 
     if not args.files:
         raise PropammError("no strategy given: pass at least one .rs or .so file")
-    from propamm_jax.sandbox import sandboxed
+    from propamm_jax.official.sandbox import sandboxed
 
     plan = Plan(seed=args.seed, call_budget_ms=float(args.call_budget_ms))
     sandboxed(args.sandbox)  # refuses up front with --require-sandbox
@@ -406,7 +406,7 @@ def cmd_validate(args) -> int:
 
 def _score_and_print(files, args, profile: str, output: Path | None = None, trace_seeds=(),
                      sim_timeout: float = 300.0):
-    from propamm_jax.scoring import format_table, score
+    from propamm_jax.official.scoring import format_table, score
 
     config = _config(args)
     print(f"{_profile_banner(profile, args)}  |  {args.simulations} simulations x {config.steps} steps, "
@@ -475,8 +475,8 @@ def _configure_jax() -> None:
 
 
 def cmd_simulate(args) -> int:
-    from propamm_jax.results import aggregate_table
-    from propamm_jax.scoring import seed_list
+    from propamm_jax.outputs.results import aggregate_table
+    from propamm_jax.official.scoring import seed_list
     from propamm_jax.simulation import simulate
 
     if not args.pool:
@@ -500,8 +500,8 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from propamm_jax.frames import check_format, write_frame
-    from propamm_jax.scoring import seed_list
+    from propamm_jax.outputs.frames import check_format, write_frame
+    from propamm_jax.official.scoring import seed_list
     from propamm_jax.sweeps import Grid, format_summary, parse_fixed, parse_range, summarize, sweep
 
     axes = [(name, parse_range(text, "--" + name.replace("_", "-")))
@@ -556,8 +556,8 @@ def _add_compare_parser(sub) -> None:
 def cmd_compare(args) -> int:
     """One row per strategy position: mean A, mean B, B - A with its standard error and
     95% interval (paired by seed); then whether the ranking changed."""
-    from propamm_jax.comparison import compare
-    from propamm_jax.frames import write_frame
+    from propamm_jax.outputs.comparison import compare
+    from propamm_jax.outputs.frames import write_frame
 
     result = compare(args.a, args.b)
     print(f"{result.seeds} seeds, paired  |  A: {args.a}  |  B: {args.b}")
@@ -569,8 +569,8 @@ def cmd_compare(args) -> int:
 
 
 def cmd_frame(args) -> int:
-    from propamm_jax.frames import check_format, epoch_frame, write_frame
-    from propamm_jax.results import Results
+    from propamm_jax.outputs.frames import check_format, epoch_frame, write_frame
+    from propamm_jax.outputs.results import Results
 
     check_format(args.output)
     results = Results.load(args.results)
@@ -581,7 +581,7 @@ def cmd_frame(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from propamm_jax.report import write_report
+    from propamm_jax.outputs.report import write_report
 
     path = write_report(args.results, args.output, args.training_log)
     print(f"report written to {path}")
@@ -589,9 +589,9 @@ def cmd_report(args) -> int:
 
 
 def cmd_submit(args) -> int:
-    from propamm_jax.bundle import submit
-    from propamm_jax.results import aggregate_table
-    from propamm_jax.scoring import seed_list
+    from propamm_jax.outputs.bundle import submit
+    from propamm_jax.outputs.results import aggregate_table
+    from propamm_jax.official.scoring import seed_list
 
     config = _config(args)
     seeds = seed_list(args.simulations, args.seed_start, args.seed_stride)
@@ -603,7 +603,7 @@ def cmd_submit(args) -> int:
     sub = submit(args.files, args.output, config=config, seeds=seeds, profile=args.profile,
                  workers=args.workers, progress=None if not args.no_progress else False,
                  opponents=args.opponent)
-    from propamm_jax.results import Results
+    from propamm_jax.outputs.results import Results
 
     print()
     print(aggregate_table(Results.load(sub.path / "results.json")))
@@ -614,7 +614,7 @@ def cmd_submit(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from propamm_jax.bundle import load_receipt, verify
+    from propamm_jax.outputs.bundle import load_receipt, verify
 
     receipt = load_receipt(args.bundle)
     print(f"profile: {receipt['profile']}  |  re-running {len(receipt['seeds'])} simulations "
@@ -630,8 +630,8 @@ def cmd_verify(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
-    from propamm_jax.bundle import format_leaderboard, leaderboard
-    from propamm_jax.frames import check_format, write_frame
+    from propamm_jax.outputs.bundle import format_leaderboard, leaderboard
+    from propamm_jax.outputs.frames import check_format, write_frame
 
     if args.output is not None:
         check_format(args.output)
@@ -817,7 +817,7 @@ def _fee_list(text: str | None) -> list[int]:
 
 def cmd_evaluate(args) -> int:
     from propamm_jax.config import SimConfig
-    from propamm_jax.scoring import seed_list
+    from propamm_jax.official.scoring import seed_list
     from propamm_jax.training.evaluate import evaluate, plan, policy_setting
 
     fees = _fee_list(args.vs_fixed)

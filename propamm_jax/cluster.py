@@ -276,7 +276,7 @@ def _kept_pool(request, sandbox: str):
     """This Ray worker's sandboxed scoring worker for `request`, loaded once and kept for
     the run's later blocks (~1.3 s saved per task here); one request's pool at a time. It
     ends with this process (the sandbox's workers die with their parent)."""
-    from propamm_jax.scoring import _Pool
+    from propamm_jax.official.scoring import _Pool
 
     key = (request, sandbox)
     if key not in _KEPT:
@@ -318,7 +318,7 @@ def score_block(request, sandbox: str, names: tuple[str, ...], digests: tuple[st
     """A Ray task: the libraries written to this node's cache, then the local scheduler on
     one block of (index, seed) with this Ray worker's kept sandboxed worker. Returns
     ([(index, record, trace)], [Failure])."""
-    from propamm_jax.scoring import run_simulations
+    from propamm_jax.official.scoring import run_simulations
 
     paths = [materialize(n, d, b) for n, d, b in zip(names, digests, blobs)]
     k = len(request.libraries)
@@ -342,7 +342,7 @@ def run_simulations(request, seeds: list[int], address: str,
     """`scoring.run_simulations` across a Ray cluster: blocks of seeds as tasks, each
     finished block's simulations passed to `on_result(index, record, trace)` as it arrives.
     Returns the failures."""
-    from propamm_jax.scoring import _blocks
+    from propamm_jax.official.scoring import _blocks
 
     ray = connect(address)
     files = [*request.libraries, *request.native]
@@ -363,7 +363,7 @@ def run_simulations(request, seeds: list[int], address: str,
     def lost(k: int, why: str) -> None:
         """A block Ray could not finish: each of its simulations is a failure, as a lost
         worker's simulation is locally; every other block still runs."""
-        from propamm_jax.scoring import Failure
+        from propamm_jax.official.scoring import Failure
 
         failures.extend(Failure(seed, None, "crash", why) for _, seed in blocks[k])
         if on_progress:

@@ -40,7 +40,7 @@ class TapeRow(NamedTuple):
 
 
 def tape_rows(tape, config: SimConfig) -> TapeRow:
-    """The batched JAX view of a `propamm_jax.tape.Tape` (leading axis: seeds)."""
+    """The batched JAX view of a `propamm_jax.tape.generate.Tape` (leading axis: seeds)."""
     return TapeRow(
         fair_price=jnp.asarray(tape.fair_prices(config.initial_price)),
         order_start=jnp.asarray(tape.order_start - tape.order_start[:, :1]),

@@ -16,7 +16,7 @@ import numpy as np
 
 from propamm_jax.config import SimConfig, check_profile
 from propamm_jax.errors import PropammError
-from propamm_jax.results import Results
+from propamm_jax.outputs.results import Results
 
 EVENT_BLOCK = 1024  # event sequences are padded to a multiple of this: few distinct shapes
 
@@ -107,8 +107,8 @@ def simulate(pools: Sequence[str | PoolSpec], config: SimConfig | None = None,
     from propamm_jax import batch_cache
     from propamm_jax.fast import Packed, event_width, pack_events, step_dtype
     from propamm_jax.runner import BatchRunner
-    from propamm_jax.tape import parse_seed
-    from propamm_jax.tape_cache import cached_tape
+    from propamm_jax.tape.generate import parse_seed
+    from propamm_jax.tape.cache import cached_tape
 
     config = config or SimConfig()
     profile = check_profile(profile)
@@ -211,7 +211,7 @@ def _sims(specs: list[PoolSpec], config: SimConfig, seeds: list[int], **options)
 
 def _meta(seeds: list[int], market: np.ndarray):
     """What `_records` reads of a tape: the seeds and their market parameters."""
-    from propamm_jax.tape import MarketParams, Tape
+    from propamm_jax.tape.generate import MarketParams, Tape
 
     m = market[: len(seeds)]
     params = MarketParams(m[:, 0], m[:, 1], m[:, 2], m[:, 3].astype(np.int64), m[:, 4])

@@ -162,8 +162,8 @@ def sweep(pool: str, grid: Grid | Mapping[str, Sequence[float]], config: SimConf
 
     from propamm_jax.fast import build_events, build_market, simulate_batch
     from propamm_jax.simulation import _bar, parse_pool
-    from propamm_jax.tape import parse_seed
-    from propamm_jax.tape_cache import cached_tape
+    from propamm_jax.tape.generate import parse_seed
+    from propamm_jax.tape.cache import cached_tape
 
     config = config or SimConfig()
     profile = check_profile(profile)

@@ -36,7 +36,7 @@ def strategy_path(name: str) -> Path:
 def score_like(expected: dict, workers: int | None = None):
     """Scores with the strategies, seeds, config, profile and traces of a results file."""
     from propamm_jax.config import SimConfig
-    from propamm_jax.scoring import score
+    from propamm_jax.official.scoring import score
 
     traces = expected.get("traces", [])
     return score([strategy_path(n) for n in expected["strategies"]],
@@ -50,7 +50,7 @@ def score_like(expected: dict, workers: int | None = None):
 def first_difference(ours, theirs, path: str = "") -> str | None:
     """Where two results differ first (exact comparison, floats with ==), or None; keys only
     `ours` has are ignored."""
-    from propamm_jax.results import first_difference as diff
+    from propamm_jax.outputs.results import first_difference as diff
 
     return diff(ours, theirs, path, extra_keys_ok=True)
 

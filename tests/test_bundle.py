@@ -18,7 +18,7 @@ SEEDS = [5, 6, 2**64 - 1]
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    from propamm_jax.bundle import submit
+    from propamm_jax.outputs.bundle import submit
 
     out = tmp_path_factory.mktemp("bundles") / "a"
     sub = submit([STRATEGIES / "fixed_30bps.rs", STRATEGIES / "adaptive_fee.rs"], out,
@@ -29,9 +29,9 @@ def bundle(tmp_path_factory):
 
 def test_receipt_records_hashes_versions_and_results(bundle):
     from propamm_jax import __version__
-    from propamm_jax.bundle import sha256_file
+    from propamm_jax.outputs.bundle import sha256_file
     from propamm_jax.native.build import compile_rust, rustc_version
-    from propamm_jax.results import Results
+    from propamm_jax.outputs.results import Results
 
     receipt = json.loads((bundle / "receipt.json").read_text())
     assert receipt["package_version"] == __version__
@@ -49,7 +49,7 @@ def test_receipt_records_hashes_versions_and_results(bundle):
 
 
 def test_verify_confirms_an_untouched_bundle(bundle):
-    from propamm_jax.bundle import verify
+    from propamm_jax.outputs.bundle import verify
 
     report = verify(bundle, workers=2, progress=False)
     assert report.ok, report.problems
@@ -57,7 +57,7 @@ def test_verify_confirms_an_untouched_bundle(bundle):
 
 
 def test_any_single_byte_change_of_a_source_is_caught(bundle, tmp_path):
-    from propamm_jax.bundle import check_sources, load_receipt, verify
+    from propamm_jax.outputs.bundle import check_sources, load_receipt, verify
 
     copy = tmp_path / "b"
     shutil.copytree(bundle, copy)
@@ -78,7 +78,7 @@ def test_any_single_byte_change_of_a_source_is_caught(bundle, tmp_path):
 
 
 def test_verify_catches_edited_results(bundle, tmp_path):
-    from propamm_jax.bundle import verify
+    from propamm_jax.outputs.bundle import verify
 
     copy = tmp_path / "b"
     shutil.copytree(bundle, copy)
@@ -93,7 +93,7 @@ def test_verify_catches_edited_results(bundle, tmp_path):
 def test_leaderboard_ranks_bundles(bundle, tmp_path):
     """A bundle written without opponents: its strategies are all submissions, ranked against
     each other; a bundle of one submission and one opponent is another field."""
-    from propamm_jax.bundle import format_leaderboard, leaderboard, submit
+    from propamm_jax.outputs.bundle import format_leaderboard, leaderboard, submit
 
     root = tmp_path / "all"
     shutil.copytree(bundle, root / "a")
@@ -116,7 +116,7 @@ def test_leaderboard_ranks_bundles(bundle, tmp_path):
 def field(tmp_path_factory):
     """Bundles for the leaderboard: three submissions against the same two opponents, one
     against a different opponent, and one on other seeds."""
-    from propamm_jax.bundle import submit
+    from propamm_jax.outputs.bundle import submit
 
     root = tmp_path_factory.mktemp("field")
     opponents = [STRATEGIES / "fixed_30bps.rs", STRATEGIES / "adaptive_fee.rs"]
@@ -139,8 +139,8 @@ def test_receipt_records_roles(field):
 
 
 def test_leaderboard_ranks_only_submissions_within_their_field(field):
-    from propamm_jax.bundle import format_leaderboard, leaderboard
-    from propamm_jax.results import Results
+    from propamm_jax.outputs.bundle import format_leaderboard, leaderboard
+    from propamm_jax.outputs.results import Results
 
     board = leaderboard(field)
     assert sorted(board["strategy"]) == ["fixed_100bps", "fixed_10bps", "fixed_150bps",
@@ -160,7 +160,7 @@ def test_leaderboard_ranks_only_submissions_within_their_field(field):
 
 
 def test_old_bundles_without_roles_still_load(bundle, tmp_path):
-    from propamm_jax.bundle import leaderboard, verify
+    from propamm_jax.outputs.bundle import leaderboard, verify
 
     old = tmp_path / "old"
     shutil.copytree(bundle, old)
@@ -175,7 +175,7 @@ def test_old_bundles_without_roles_still_load(bundle, tmp_path):
 
 
 def test_submit_and_verify_bad_input(tmp_path):
-    from propamm_jax.bundle import leaderboard, submit, verify
+    from propamm_jax.outputs.bundle import leaderboard, submit, verify
 
     with pytest.raises(PropammError, match="x.so: a submission is Rust source"):
         submit([tmp_path / "x.so"], tmp_path / "out")

@@ -113,8 +113,8 @@ def test_bad_cap_is_one_line(monkeypatch, text):
 
 
 def test_cached_tapes_stay_under_the_cap_and_reuse_marks_them_used(cache, monkeypatch):
-    from propamm_jax.tape import make_tape
-    from propamm_jax.tape_cache import cached_tape
+    from propamm_jax.tape.generate import make_tape
+    from propamm_jax.tape.cache import cached_tape
 
     folder = cache / "tapes" / "v2" / "200"
     cached_tape([1, 2], 200)

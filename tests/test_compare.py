@@ -12,9 +12,9 @@ import pytest
 
 from conftest import GOLDEN
 from propamm_jax.cli import main
-from propamm_jax.comparison import compare
+from propamm_jax.outputs.comparison import compare
 from propamm_jax.errors import PropammError
-from propamm_jax.frames import read_frame
+from propamm_jax.outputs.frames import read_frame
 
 FOUR = GOLDEN / "corrected_four_3k.json"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from conftest import FIXTURES, STRATEGIES
 from propamm_jax.config import SimConfig
-from propamm_jax.scoring import score
+from propamm_jax.official.scoring import score
 
 GOOD = STRATEGIES / "fixed_30bps.rs"
 WRITES_INPUT = FIXTURES / "bad" / "writes_input.rs"

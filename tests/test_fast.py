@@ -14,7 +14,7 @@ import pytest
 from conftest import STRATEGIES
 from propamm_jax.config import SimConfig
 from propamm_jax.errors import PropammError
-from propamm_jax.scoring import score
+from propamm_jax.official.scoring import score
 from propamm_jax.simulation import parse_pool, simulate
 
 pytestmark = pytest.mark.usefixtures("x64")
@@ -56,7 +56,7 @@ def _gradient_check(pools, make_params, theta, profile: str, smooth: float, seed
     import jax.numpy as jnp
 
     from propamm_jax.fast import build_events, build_market, simulate_fast
-    from propamm_jax.tape import make_tape
+    from propamm_jax.tape.generate import make_tape
 
     config = SimConfig(steps=steps, epoch_len=100)
     tape = make_tape(range(seeds), config.steps)

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import GOLDEN
 from propamm_jax.errors import PropammError
-from propamm_jax.results import Results
+from propamm_jax.outputs.results import Results
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +17,7 @@ def results():
 
 def test_epoch_weights_reproduce_final_capital_weight(results):
     """The last epoch's recomputed weight is the engine's final weight, bit for bit."""
-    from propamm_jax.frames import epoch_frame
+    from propamm_jax.outputs.frames import epoch_frame
 
     frame = epoch_frame(results)
     n_epochs = len(results.sims[0]["strategies"][0]["epochs"])
@@ -32,7 +32,7 @@ def test_epoch_weights_reproduce_final_capital_weight(results):
 
 @pytest.mark.parametrize("ext", [".json", ".csv", ".parquet"])
 def test_round_trip_by_extension(results, tmp_path, ext):
-    from propamm_jax.frames import read_frame, write_frame
+    from propamm_jax.outputs.frames import read_frame, write_frame
 
     frame = results.frame()
     path = write_frame(frame, tmp_path / f"sims{ext}")
@@ -46,7 +46,7 @@ def test_round_trip_by_extension(results, tmp_path, ext):
 def test_named_index_becomes_columns(tmp_path):
     import pandas as pd
 
-    from propamm_jax.frames import read_frame, write_frame
+    from propamm_jax.outputs.frames import read_frame, write_frame
 
     frame = pd.DataFrame({"point": [0, 0, 1], "seed": [1, 2, 1], "edge": [1.5, 2.5, 3.5]})
     write_frame(frame.set_index(["point", "seed"]), tmp_path / "s.csv")
@@ -54,7 +54,7 @@ def test_named_index_becomes_columns(tmp_path):
 
 
 def test_unknown_extension_and_missing_file(results, tmp_path):
-    from propamm_jax.frames import read_frame, write_frame
+    from propamm_jax.outputs.frames import read_frame, write_frame
 
     with pytest.raises(PropammError, match=r"sims\.xlsx.*\.parquet"):
         write_frame(results.frame(), tmp_path / "sims.xlsx")

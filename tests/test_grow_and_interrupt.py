@@ -18,7 +18,7 @@ from conftest import STRATEGIES, first_difference
 from propamm_jax.cli import main
 from propamm_jax.config import SimConfig
 from propamm_jax.errors import Interrupted, PropammError
-from propamm_jax.scoring import score, seed_list
+from propamm_jax.official.scoring import score, seed_list
 
 FILES = [STRATEGIES / "fixed_30bps.rs", STRATEGIES / "adaptive_fee.rs"]
 CONFIG = SimConfig(steps=300, epoch_len=100)

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import FIXTURES, STRATEGIES
 from propamm_jax.config import SimConfig
-from propamm_jax.scoring import prepare_strategies, score
+from propamm_jax.official.scoring import prepare_strategies, score
 
 BAD = FIXTURES / "bad"
 GOOD = STRATEGIES / "fixed_30bps.rs"
@@ -109,7 +109,7 @@ pub extern "C" fn __prop_amm_get_name(buf: *mut u8, max_len: usize) -> usize {
 
 @pytest.mark.parametrize("sandbox", ["auto", "off"])
 def test_workers_have_a_clean_environment_and_a_private_directory(tmp_path, monkeypatch, sandbox):
-    from propamm_jax.sandbox import unavailable
+    from propamm_jax.official.sandbox import unavailable
 
     monkeypatch.setenv("SECRET_TOKEN", "do-not-leak")
     src = tmp_path / "env_probe.rs"

@@ -17,7 +17,7 @@ from propamm_jax.native.bridge import PoolSpec, run_core
 from propamm_jax.native.build import compile_rust
 from propamm_jax.pools.constant_product import ConstantProduct
 from propamm_jax.pools.native import NativePool
-from propamm_jax.tape import make_tape
+from propamm_jax.tape.generate import make_tape
 
 pytestmark = pytest.mark.usefixtures("x64")
 

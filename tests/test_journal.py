@@ -17,10 +17,10 @@ import time
 import pytest
 
 from conftest import STRATEGIES, first_difference
-from propamm_jax import journal as jr
+from propamm_jax.official import journal as jr
 from propamm_jax.config import SimConfig
 from propamm_jax.errors import PropammError
-from propamm_jax.scoring import score
+from propamm_jax.official.scoring import score
 
 FILES = [STRATEGIES / "fixed_30bps.rs", STRATEGIES / "adaptive_fee.rs"]
 CONFIG = SimConfig(steps=300, epoch_len=100)

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from conftest import FIXTURES
-from propamm_jax import musl_math
+from propamm_jax.tape import musl_math
 
 CASES = json.loads((FIXTURES / "libm_exp_log.json").read_text())
 

@@ -12,8 +12,8 @@ import pytest
 from conftest import STRATEGIES
 from propamm_jax.cli import main
 from propamm_jax.errors import PropammError
-from propamm_jax.frames import check_output, read_frame
-from propamm_jax.results import Results
+from propamm_jax.outputs.frames import check_output, read_frame
+from propamm_jax.outputs.results import Results
 
 SCORE = ["score", str(STRATEGIES / "fixed_30bps.rs"), "--simulations", "2", "--steps", "300",
          "--epoch-len", "100", "--workers", "1", "--no-progress", "--no-journal"]

@@ -85,7 +85,7 @@ def test_score_cli_identical_and_says_who_took_part(cluster, tmp_path):
 
 def test_score_corrected_with_traces_identical(cluster, tmp_path):
     from propamm_jax.config import SimConfig
-    from propamm_jax.scoring import score
+    from propamm_jax.official.scoring import score
 
     kw = dict(config=SimConfig(steps=2000, epoch_len=500), seeds=range(5, 21),
               profile="corrected", trace_seeds=[6, 17], trace_steps=50, progress=False)
@@ -100,7 +100,7 @@ def test_score_corrected_with_traces_identical(cluster, tmp_path):
 
 def test_a_crash_on_the_cluster_costs_only_its_simulation(cluster):
     from propamm_jax.config import SimConfig
-    from propamm_jax.scoring import score
+    from propamm_jax.official.scoring import score
 
     panics = Path(__file__).parent / "fixtures" / "bad" / "panic_sometimes.rs"
     kw = dict(config=SimConfig(steps=200, epoch_len=100), simulations=10, progress=False)
@@ -117,7 +117,7 @@ def test_kept_pool_folders_of_ended_workers_are_swept(cluster, tmp_path):
     import tempfile
 
     from propamm_jax.config import SimConfig
-    from propamm_jax.scoring import score
+    from propamm_jax.official.scoring import score
 
     stale = Path(tempfile.gettempdir()) / "propamm-kept-999999999-test"
     stale.mkdir(exist_ok=True)
@@ -140,7 +140,7 @@ def test_simulate_identical(cluster, tmp_path, x64):
 
 def test_sweep_identical(cluster, tmp_path, x64):
     from propamm_jax.config import SimConfig
-    from propamm_jax.frames import write_frame
+    from propamm_jax.outputs.frames import write_frame
     from propamm_jax.sweeps import sweep
 
     args = ("cpamm", {"fee_bps": [10.0, 40.0, 70.0]}, SimConfig(steps=1000, epoch_len=250),
@@ -212,7 +212,7 @@ def test_a_block_lost_for_good_is_failures_and_the_rest_still_runs(cluster, monk
 
     from propamm_jax import cluster as cl
     from propamm_jax.config import SimConfig
-    from propamm_jax.scoring import score
+    from propamm_jax.official.scoring import score
 
     kw = dict(config=SimConfig(steps=2000, epoch_len=500), simulations=24, progress=False)
     local = {s["seed"]: s for s in score(FILES, workers=2, **kw).results.sims}

@@ -57,7 +57,7 @@ def train_log(tmp_path_factory):
 @pytest.fixture(scope="module")
 def sweeps(tmp_path_factory):
     """Real sweep tables: one axis (.parquet) and two axes (.csv)."""
-    from propamm_jax.frames import write_frame
+    from propamm_jax.outputs.frames import write_frame
     from propamm_jax.sweeps import sweep
 
     folder = tmp_path_factory.mktemp("sweeps")
@@ -69,7 +69,7 @@ def sweeps(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory, train_log, sweeps):
-    from propamm_jax.report import write_report
+    from propamm_jax.outputs.report import write_report
 
     folder = tmp_path_factory.mktemp("report")
     return {
@@ -105,7 +105,7 @@ def test_every_page_has_its_sections_with_embedded_pngs(pages, kind):
 
 
 def test_leaderboard_has_standard_errors(pages):
-    from propamm_jax.results import Results
+    from propamm_jax.outputs.results import Results
 
     page = pages["results"].read_text()
     table = re.search(r'<table id="leaderboard">(.*?)</table>', page).group(1)
@@ -122,8 +122,8 @@ def test_leaderboard_has_standard_errors(pages):
 
 
 def test_an_outlier_is_clipped_and_the_caption_says_so(tmp_path):
-    from propamm_jax.report import write_report
-    from propamm_jax.report_axes import robust_limits
+    from propamm_jax.outputs.report import write_report
+    from propamm_jax.outputs.report_axes import robust_limits
 
     data = json.loads(RESULTS.read_text())
     data["sims"][3]["strategies"][1]["final_edge"] = -23_000.0
@@ -139,7 +139,7 @@ def test_an_outlier_is_clipped_and_the_caption_says_so(tmp_path):
 
 
 def test_robust_limits_leave_clean_data_alone():
-    from propamm_jax.report_axes import robust_limits
+    from propamm_jax.outputs.report_axes import robust_limits
 
     rng = np.random.default_rng(0)
     normal = rng.normal(300.0, 80.0, 10_000)
@@ -151,7 +151,7 @@ def test_robust_limits_leave_clean_data_alone():
 
 
 def test_training_log_plots_fitness_only_with_sparse_heldout(train_log):
-    from propamm_jax.report_training import fitness_columns, load_training_log
+    from propamm_jax.outputs.report_training import fitness_columns, load_training_log
 
     log = load_training_log(train_log)
     assert "seconds" in log.columns  # train logs it; the report must not plot it
@@ -189,7 +189,7 @@ def test_sweep_page_ranks_points_with_standard_errors(pages, sweeps):
     ('[{"best": 1.0}]', "generation"),
 ])
 def test_bad_training_log(tmp_path, content, message):
-    from propamm_jax.report import write_report
+    from propamm_jax.outputs.report import write_report
 
     log = tmp_path / "log.json"
     log.write_text(content)
@@ -198,7 +198,7 @@ def test_bad_training_log(tmp_path, content, message):
 
 
 def test_bad_jsonl_line_is_named(tmp_path):
-    from propamm_jax.report import write_report
+    from propamm_jax.outputs.report import write_report
 
     log = tmp_path / "log.jsonl"
     log.write_text('{"generation": 0, "best": 1.0}\n{"generation": 1, "best": \n')
@@ -207,7 +207,7 @@ def test_bad_jsonl_line_is_named(tmp_path):
 
 
 def test_report_output_must_be_html(tmp_path):
-    from propamm_jax.report import write_report
+    from propamm_jax.outputs.report import write_report
 
     with pytest.raises(PropammError, match=r"r\.png: the report is written as \.html"):
         write_report(RESULTS, tmp_path / "r.png")
@@ -300,7 +300,7 @@ def test_page_renders_in_headless_chromium(pages, kind, tmp_path):
 
 def test_trace_names_series_that_coincide():
     """In the reference profile pools can share one spot path; the figure says which do."""
-    from propamm_jax.report_figures import trace_figure
+    from propamm_jax.outputs.report_figures import trace_figure
 
     data = json.loads(RESULTS.read_text())
     trace, names = data["traces"][0], [s["name"] for s in data["sims"][0]["strategies"]]

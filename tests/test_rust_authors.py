@@ -126,7 +126,7 @@ def test_safe_form_missing_two_items_names_both(tmp_path):
 
 
 def test_score_and_validate_name_the_missing_safe_form_item(tmp_path):
-    from propamm_jax.validate import validate_file
+    from propamm_jax.official.validate import validate_file
 
     src = tmp_path / "no_after.rs"
     src.write_text(NO_AFTER)

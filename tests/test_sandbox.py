@@ -22,7 +22,7 @@ import pytest
 
 from conftest import FIXTURES, STRATEGIES
 from propamm_jax.config import SimConfig
-from propamm_jax.sandbox import unavailable
+from propamm_jax.official.sandbox import unavailable
 
 HOSTILE = FIXTURES / "hostile"
 GOOD = STRATEGIES / "fixed_30bps.rs"
@@ -90,7 +90,7 @@ def scene(tmp_path):
 
 
 def _score(files, sandbox="require", seeds=SEEDS, **kw):
-    from propamm_jax.scoring import score
+    from propamm_jax.official.scoring import score
 
     return score(files, config=CONFIG, seeds=seeds, workers=2, progress=False,
                  allow_unsafe_source=True, sandbox=sandbox, **kw)
@@ -149,7 +149,7 @@ def test_a_strategy_that_kills_its_worker_is_still_named(scene, form):
 
 
 def _worker_processes() -> int:
-    """Python processes under this one running `-m propamm_jax.worker` (a fork keeps the
+    """Python processes under this one running `-m propamm_jax.official.worker` (a fork keeps the
     command line; bwrap's own two processes are not counted), read from the host's /proc."""
     parents, commands = {}, {}
     for entry in Path("/proc").iterdir():
@@ -163,7 +163,7 @@ def _worker_processes() -> int:
     for _ in range(8):  # bwrap, its init, the worker, its children: a few levels deep
         mine |= {pid for pid, parent in parents.items() if parent in mine}
     argv = [commands.get(pid, b"").split(b"\0") for pid in mine]
-    return sum(1 for a in argv if b"propamm_jax.worker" in a and b"bwrap" not in a[0])
+    return sum(1 for a in argv if b"propamm_jax.official.worker" in a and b"bwrap" not in a[0])
 
 
 @pytest.mark.parametrize("sandbox", [pytest.param("require", marks=needs_bwrap), "off"])
@@ -174,7 +174,7 @@ def test_a_process_forked_by_a_strategy_neither_hangs_nor_outlives_its_simulatio
     ends; the kill lands asynchronously, so the count at seed 3's own result may still
     include it)."""
     from propamm_jax.native.build import resolve_library
-    from propamm_jax.scoring import ScoreRequest, _native_libraries, run_simulations
+    from propamm_jax.official.scoring import ScoreRequest, _native_libraries, run_simulations
 
     library = scene.prebuilt("fork_orphan")
     request = ScoreRequest((str(library), str(resolve_library(GOOD))), (library.name, GOOD.name),
@@ -203,7 +203,7 @@ def _detection_latencies(library: Path, workers: int, call_timeout: float) -> li
     """Seconds from each failing simulation's start to its failure report (the strategy
     fails at step 50 of 200: the simulation's own time before that is a few ms)."""
     from propamm_jax.native.build import resolve_library
-    from propamm_jax.scoring import ScoreRequest, _native_libraries, run_simulations
+    from propamm_jax.official.scoring import ScoreRequest, _native_libraries, run_simulations
 
     request = ScoreRequest((str(library), str(resolve_library(GOOD))), (library.name, GOOD.name),
                            CONFIG, "reference", native=_native_libraries(),
@@ -237,7 +237,7 @@ def test_failures_are_found_promptly_with_one_worker_or_many(scene, workers):
     ("kill_worker", "time budget: no return after"),  # its parent is the sandbox's init
 ])
 def test_validate_contains_and_reports_each_fixture(scene, name, expected, form):
-    from propamm_jax.validate import validate_file
+    from propamm_jax.official.validate import validate_file
 
     report = validate_file(scene.file(name, form), allow_unsafe_source=True, sandbox="require")
     failure = report.first_failure()
@@ -248,7 +248,8 @@ def test_validate_contains_and_reports_each_fixture(scene, name, expected, form)
 
 
 def test_require_sandbox_refuses_in_one_line_where_bwrap_is_missing(monkeypatch, capsys):
-    from propamm_jax import cli, sandbox
+    from propamm_jax import cli
+    from propamm_jax.official import sandbox
 
     monkeypatch.setattr(sandbox, "unavailable", lambda: "bwrap not found (test)")
     code = cli.main(["score", str(GOOD), "--simulations", "1", "--steps", "20",
@@ -259,7 +260,7 @@ def test_require_sandbox_refuses_in_one_line_where_bwrap_is_missing(monkeypatch,
 
 
 def test_without_bwrap_score_says_so_once_and_runs(monkeypatch, capsys):
-    from propamm_jax import sandbox
+    from propamm_jax.official import sandbox
 
     monkeypatch.setattr(sandbox, "unavailable", lambda: "bwrap not found (test)")
     monkeypatch.setattr(sandbox, "_NOTICE_SHOWN", [])
@@ -284,7 +285,7 @@ def test_score_from_a_script_without_a_main_guard(tmp_path):
 @needs_bwrap
 def test_workers_see_only_what_they_need(tmp_path):
     """A probe run the way workers are run: no home, no sources, no results, no network."""
-    from propamm_jax.sandbox import bwrap_command, worker_env
+    from propamm_jax.official.sandbox import bwrap_command, worker_env
 
     probe = ("import os, socket\n"
              "home = os.path.exists(os.path.expanduser('~root/.bashrc'))\n"
@@ -309,7 +310,7 @@ def test_workers_see_only_what_they_need(tmp_path):
 
 def test_a_worker_message_outside_the_protocol_is_refused():
     """What a worker sends is untrusted: only the expected messages for its block pass."""
-    from propamm_jax.scoring import _parse, _ProtocolError, _Slot
+    from propamm_jax.official.scoring import _parse, _ProtocolError, _Slot
 
     slot = _Slot(worker=None, block=[(4, 104), (5, 105)], index=4)
     assert _parse(slot, ["start", 5]) == ("start", 5, None)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from conftest import FIXTURES, STRATEGIES
 from propamm_jax.config import SimConfig
-from propamm_jax.scoring import score
+from propamm_jax.official.scoring import score
 
 PANIC = FIXTURES / "bad" / "panic_sometimes.rs"
 

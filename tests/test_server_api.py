@@ -76,7 +76,7 @@ def cli_results(tmp_path_factory):
 
 
 def test_score_job_equals_cli_score(server, cli_results):
-    from propamm_jax.results import first_difference
+    from propamm_jax.outputs.results import first_difference
 
     client, url, data, make_team = server
     h = make_team("alpha")

@@ -38,7 +38,7 @@ def test_sweep_matches_simulate_per_point(x64):
 
 def test_fixed_sigma_rebuilds_the_price_path():
     from propamm_jax.sweeps import fix_market
-    from propamm_jax.tape import make_tape
+    from propamm_jax.tape.generate import make_tape
 
     tape = make_tape(SEEDS, 200)
     fixed = fix_market(tape, {"sigma": 0.002, "norm_fee_bps": 50})

@@ -24,10 +24,10 @@ import numpy as np
 import pytest
 
 from conftest import GOLDEN, GOLDEN_FILES, PARITY, PARITY_FILES
-from propamm_jax import ziggurat as zig
-from propamm_jax import tape as tape_mod
-from propamm_jax.chacha import Keystreams, ScalarStream, keystream, pcg32_keys
-from propamm_jax.tape import make_tape, parse_seed
+from propamm_jax.tape import ziggurat as zig
+from propamm_jax.tape import generate as tape_mod
+from propamm_jax.tape.chacha import Keystreams, ScalarStream, keystream, pcg32_keys
+from propamm_jax.tape.generate import make_tape, parse_seed
 
 U64_MAX = 2**64 - 1
 RESULTS = [GOLDEN / n for n in GOLDEN_FILES] + [PARITY / n for n in PARITY_FILES]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from propamm_jax.tape import make_tape
-from propamm_jax.tape_cache import cached_tape
+from propamm_jax.tape.generate import make_tape
+from propamm_jax.tape.cache import cached_tape
 
 
 def assert_same_tape(tape, fresh):

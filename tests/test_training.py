@@ -173,7 +173,7 @@ def test_export_compiles_with_plain_rustc_and_matches_the_fast_path(tmp_path, x6
     so = tmp_path / "libmy_policy.so"
     subprocess.run(["rustc", "--edition", "2021", "--crate-type", "cdylib", "-O", str(rs),
                     "-o", str(so)], check=True, capture_output=True)
-    from propamm_jax.validate import validate_file
+    from propamm_jax.official.validate import validate_file
 
     report = validate_file(rs, strict=True)
     assert report.ok, "\n".join(report.lines())

@@ -15,7 +15,7 @@ from conftest import FIXTURES, STRATEGIES
 from propamm_jax.config import SimConfig
 from propamm_jax.errors import PropammError
 from propamm_jax.native.source import check_policy, is_safe_form, prepare_source
-from propamm_jax.validate import FAIL, PASS, WARN, validate_file
+from propamm_jax.official.validate import FAIL, PASS, WARN, validate_file
 
 BAD = FIXTURES / "bad"
 
@@ -178,7 +178,7 @@ fn after_swap(_data: &[u8], _storage: &mut [u8]) {}
 
 
 def test_safe_form_scores_like_the_raw_abi_file(tmp_path):
-    from propamm_jax.scoring import score
+    from propamm_jax.official.scoring import score
 
     assert is_safe_form(SAFE_30BPS) and not is_safe_form((STRATEGIES / "fixed_30bps.rs").read_text())
     safe = tmp_path / "fixed_30bps.rs"

@@ -4,7 +4,7 @@ By default everything comes from the policy file: the profile and config it was 
 its training opponents, and fresh seeds just past every seed range training used (`seeds` in
 policy.json: the training batches and the held-out seeds that picked the checkpoint). The
 policy runs on the fast path and, exported (`training.export`), through official scoring
-(`propamm_jax.scoring.score`) on the same seeds, side by side; `vs_fixed.compare_fixed` adds
+(`propamm_jax.official.scoring.score`) on the same seeds, side by side; `vs_fixed.compare_fixed` adds
 the best fixed fee on those seeds. Opponents given as `cpamm:BPS` become fixed-fee
 submissions officially.
 """
@@ -158,7 +158,7 @@ def official_run(policy: str | Path, seeds: Sequence[int], profile: str, config:
                  opponents: Sequence[str] = (), workers: int | None = None,
                  progress: bool | None = None, ray: str | None = None):
     """The exported policy (strategy 0) and its opponents scored officially: a ScoreResult."""
-    from propamm_jax.scoring import score
+    from propamm_jax.official.scoring import score
     from propamm_jax.training.export import export
 
     with tempfile.TemporaryDirectory(prefix="propamm-eval-") as tmp:
@@ -202,7 +202,7 @@ def plan(policy: str | Path, seeds: Sequence[int] | None = None, profile: str | 
     """Defaults from the policy: its profile, config and training opponents, and
     `simulations` seeds past every seed range its training used (warnings say when the seeds
     are not fresh)."""
-    from propamm_jax.scoring import seed_list
+    from propamm_jax.official.scoring import seed_list
 
     setting = policy_setting(policy)
     warnings = []

@@ -68,7 +68,7 @@ def _inputs(setting: Setting, seeds: Sequence[int], members: int):
     import jax.numpy as jnp
 
     from propamm_jax.fast import build_events, build_market, event_width
-    from propamm_jax.tape_cache import cached_tape
+    from propamm_jax.tape.cache import cached_tape
 
     tape = cached_tape(list(seeds), setting.config.steps)
     # Padded to a multiple of 1024 events: every batch of seeds then reuses one of a few
@@ -129,7 +129,7 @@ def official_values(setting: Setting, population, seeds: Sequence[int],
 
     import jax
 
-    from propamm_jax.scoring import score
+    from propamm_jax.official.scoring import score
     from propamm_jax.training.evaluate import opponent_files
     from propamm_jax.training.export import render
 

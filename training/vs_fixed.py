@@ -85,7 +85,7 @@ def official_mean(fee: int, seeds: Sequence[int], profile: str, config: SimConfi
                   opponents: Sequence[str], workers: int | None,
                   progress: bool | None) -> float:
     """A fixed-fee submission's official mean edge on `seeds` against `opponents`."""
-    from propamm_jax.scoring import score
+    from propamm_jax.official.scoring import score
     from propamm_jax.training.evaluate import opponent_files
     from propamm_jax.training.export import fixed_fee_rust
 

@@ -62,7 +62,7 @@ class Outcome:
 
 def plan_for(config: dict, competition: dict | None) -> Plan:
     """A competition fixes everything (its seeds are hidden); a practice job uses its own."""
-    from propamm_jax.scoring import seed_list
+    from propamm_jax.official.scoring import seed_list
 
     if competition is not None:
         return Plan(competition["steps"], competition["epoch_len"],
@@ -90,7 +90,7 @@ def _team_score(aggregate: list[dict], sources: list[str]) -> float | None:
 
 
 def run_validate(data: Path, job_id: str, sources: list[str], config: dict) -> Outcome:
-    from propamm_jax.validate import validate_file
+    from propamm_jax.official.validate import validate_file
 
     reports = []
     for name in sources:
@@ -104,7 +104,7 @@ def run_validate(data: Path, job_id: str, sources: list[str], config: dict) -> O
 
 def _finish_scored(data: Path, job_id: str, results, failures, rejected, sources: list[str],
                    plan: Plan) -> Outcome:
-    from propamm_jax.report import leaderboard_html, render
+    from propamm_jax.outputs.report import leaderboard_html, render
 
     team_rejected = [r for r in rejected if Path(r.split(":", 1)[0]).name in sources]
     # A rejection may quote rustc's diagnostic over several lines: the log keeps them all,
@@ -127,7 +127,7 @@ def _finish_scored(data: Path, job_id: str, results, failures, rejected, sources
 
 def run_score(data: Path, job_id: str, sources: list[str], plan: Plan, workers: int) -> Outcome:
     from propamm_jax.config import SimConfig
-    from propamm_jax.scoring import score
+    from propamm_jax.official.scoring import score
 
     opponents = starter_paths()
     files = [sources_dir(data, job_id) / n for n in sources] + [opponents[o] for o in plan.opponents]
@@ -142,9 +142,9 @@ def run_score(data: Path, job_id: str, sources: list[str], plan: Plan, workers: 
 
 
 def run_submit(data: Path, job_id: str, sources: list[str], plan: Plan, workers: int) -> Outcome:
-    from propamm_jax.bundle import submit
+    from propamm_jax.outputs.bundle import submit
     from propamm_jax.config import SimConfig
-    from propamm_jax.results import Results
+    from propamm_jax.outputs.results import Results
 
     opponents = starter_paths()
     files = [sources_dir(data, job_id) / n for n in sources] + [opponents[o] for o in plan.opponents]

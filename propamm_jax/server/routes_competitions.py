@@ -24,7 +24,7 @@ def register(app: FastAPI, ctx: Context) -> None:
 
     @app.post("/api/competitions", status_code=201, tags=["competitions"])
     def create_competition(body: CompetitionRequest, t: auth.Team = Depends(ctx.team)) -> dict:
-        from propamm_jax.bundle import seeds_digest
+        from propamm_jax.outputs.bundle import seeds_digest
 
         if not t.is_admin:
             raise ApiError(403, "only an admin token manages competitions")

@@ -109,8 +109,8 @@ def register(app: FastAPI, ctx: Context) -> None:
             return {"aggregate": summary} if format == "json" else table(summary, format, row.id)
         if format == "json":
             return FileResponse(folder / "results.json", media_type="application/json")
-        from propamm_jax.frames import write_frame
-        from propamm_jax.results import Results
+        from propamm_jax.outputs.frames import write_frame
+        from propamm_jax.outputs.results import Results
 
         path = folder / f"results.{format}"
         if not path.exists():

@@ -22,7 +22,7 @@ from typing import Iterable
 import numpy as np
 
 from propamm_jax.cache import note_written, touch
-from propamm_jax.tape import MarketParams, Tape, make_tape, parse_seed
+from propamm_jax.tape.generate import MarketParams, Tape, make_tape, parse_seed
 
 VERSION = "v2"
 MAGIC = 0x7A17E5  # marks a complete v2 record

@@ -44,7 +44,7 @@ class Results:
         """Writes the results by extension: `.json` in the golden schema (every field, exact
         floats), `.csv` or `.parquet` as the tidy table of `frame()` (what `propamm frame`
         writes)."""
-        from propamm_jax.frames import check_format, write_frame
+        from propamm_jax.outputs.frames import check_format, write_frame
 
         path = Path(path)
         if check_format(path) != ".json":

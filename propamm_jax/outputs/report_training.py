@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from propamm_jax.errors import PropammError
-from propamm_jax.report_axes import png, pyplot, robust_limits
-from propamm_jax.report_figures import Figure
+from propamm_jax.outputs.report_axes import png, pyplot, robust_limits
+from propamm_jax.outputs.report_figures import Figure
 
 X_COLUMNS = ("generation", "iteration", "step", "epoch")
 NOT_FITNESS = frozenset({"seconds", "time", "elapsed", "duration", "timestamp", "wall_s",
@@ -77,7 +77,7 @@ def training_log_from(records, path: Path):
 
 def load_training_log(path: str | Path):
     """A training log from any of the formats above."""
-    from propamm_jax.frames import read_frame
+    from propamm_jax.outputs.frames import read_frame
 
     path = Path(path)
     if not path.is_file():

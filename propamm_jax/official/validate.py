@@ -33,7 +33,7 @@ from typing import Callable, Sequence
 
 from propamm_jax import rules
 from propamm_jax.errors import PropammError
-from propamm_jax.sandbox import Limits, Worker, classify_death, cpu_budget, launch
+from propamm_jax.official.sandbox import Limits, Worker, classify_death, cpu_budget, launch
 
 STORAGE = rules.STORAGE
 U64_MAX = 2**64 - 1
@@ -433,7 +433,7 @@ _JOBS = {"load": _job_load, "history": _job_history, "curves": _job_curves,
 
 
 def run_child(job: dict, send: Callable) -> None:
-    """A validation child (in `propamm_jax.worker`, already confined): one group of checks."""
+    """A validation child (in `propamm_jax.official.worker`, already confined): one group of checks."""
     board = CallBoard(job["board_fd"])
     cpu_budget(JOB_CPU_SECONDS)
     name, path, plan, args = job["job"], job["path"], job["plan"], job["args"]

@@ -1,4 +1,4 @@
-"""The process that runs untrusted strategy code: `python -m propamm_jax.worker`.
+"""The process that runs untrusted strategy code: `python -m propamm_jax.official.worker`.
 
 Started by `sandbox.launch` (inside bubblewrap where it works). It reads one job from stdin
 (a pickled dict from the trusted parent), confines itself (`sandbox.confine`: rlimits, empty
@@ -29,8 +29,8 @@ import sys
 import time
 import traceback
 
-from propamm_jax.sandbox import classify_death, confine, cpu_budget
-from propamm_jax.wire import MAX_FRAME, from_worker_encode, read_frame, write_all
+from propamm_jax.official.sandbox import classify_death, confine, cpu_budget
+from propamm_jax.official.wire import MAX_FRAME, from_worker_encode, read_frame, write_all
 
 POLL_SECONDS = 0.05   # how often a running simulation's child is checked
 
@@ -62,7 +62,7 @@ def main() -> None:
     if job["kind"] == "score":
         _score(job, out)
     else:
-        from propamm_jax.validate import run_child
+        from propamm_jax.official.validate import run_child
 
         run_child(job, out.send)
 
@@ -94,8 +94,8 @@ def _score(job: dict, out: _Output) -> None:
 
 def _score_block(request, pools, names, block, cell, out: _Output, job_in_bwrap: bool) -> None:
     from propamm_jax.native.bridge import run_core
-    from propamm_jax.results import sim_record, trace_record
-    from propamm_jax.tape_cache import cached_tape
+    from propamm_jax.outputs.results import sim_record, trace_record
+    from propamm_jax.tape.cache import cached_tape
 
     config = request.config
     tape = cached_tape([seed for _, seed in block], config.steps)

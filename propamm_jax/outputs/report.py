@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from propamm_jax.errors import PropammError
-from propamm_jax.report_figures import Figure  # noqa: F401 - re-exported
-from propamm_jax.report_training import X_COLUMNS, load_training_log  # noqa: F401
+from propamm_jax.outputs.report_figures import Figure  # noqa: F401 - re-exported
+from propamm_jax.outputs.report_training import X_COLUMNS, load_training_log  # noqa: F401
 
 MAX_TRACES = 4  # traced seeds drawn (each is one tall figure)
 KINDS = "a results file (.json from score/simulate), a sweep table (sweep -o) or a training log"
@@ -38,7 +38,7 @@ class Page:
 def leaderboard_html(results) -> str:
     """The aggregate table, best mean edge first, with the standard error of each mean
     (sample std / sqrt(simulations)): two means closer than about two SEs are not a ranking."""
-    from propamm_jax.report_figures import standard_error
+    from propamm_jax.outputs.report_figures import standard_error
 
     frame = results.frame()
     se = {name: standard_error(g["edge"]) for name, g in frame.groupby("strategy")}
@@ -59,9 +59,9 @@ def leaderboard_html(results) -> str:
 
 def figures(results, training_log=None) -> list:
     """The figures of a results page (and of a training log, if given), in page order."""
-    from propamm_jax.frames import epoch_frame
-    from propamm_jax.report_figures import capital_weight, edge_distribution, edge_vs_market, trace_figure
-    from propamm_jax.report_training import fitness_figure
+    from propamm_jax.outputs.frames import epoch_frame
+    from propamm_jax.outputs.report_figures import capital_weight, edge_distribution, edge_vs_market, trace_figure
+    from propamm_jax.outputs.report_training import fitness_figure
 
     if not results.sims:
         raise PropammError("the results file has no simulations to report")
@@ -92,7 +92,7 @@ def results_page(results, training_log=None) -> Page:
 
 
 def sweep_page(frame, path) -> Page:
-    from propamm_jax.report_sweep import best_points_html, check_sweep, sweep_figures
+    from propamm_jax.outputs.report_sweep import best_points_html, check_sweep, sweep_figures
 
     axes = check_sweep(frame, path)
     meta = (f"sweep of {html.escape(', '.join(axes))} &middot; {frame['point'].nunique()} grid "
@@ -102,7 +102,7 @@ def sweep_page(frame, path) -> Page:
 
 
 def training_page(log, path) -> Page:
-    from propamm_jax.report_training import fitness_columns, fitness_figure, x_column
+    from propamm_jax.outputs.report_training import fitness_columns, fitness_figure, x_column
 
     x = x_column(log)
     meta = (f"training log {html.escape(Path(path).name)} &middot; {len(log)} rows, "
@@ -169,9 +169,9 @@ def _read_bytes(path: Path) -> bytes:
 
 def load_page(path: str | Path, training_log=None) -> Page:
     """The page for whatever `path` holds (see the module docstring); one line otherwise."""
-    from propamm_jax.frames import read_frame
-    from propamm_jax.report_training import training_log_from
-    from propamm_jax.results import Results
+    from propamm_jax.outputs.frames import read_frame
+    from propamm_jax.outputs.report_training import training_log_from
+    from propamm_jax.outputs.results import Results
 
     path = Path(path)
     data = _read_bytes(path)

@@ -36,9 +36,9 @@ from typing import Iterable, NamedTuple
 
 import numpy as np
 
-from propamm_jax import musl_math
-from propamm_jax.ziggurat import ZIG_F, ZIG_R, ZIG_X
-from propamm_jax.chacha import WORDS_PER_BLOCK, Keystreams, ScalarStream, keystream
+from propamm_jax.tape import musl_math
+from propamm_jax.tape.ziggurat import ZIG_F, ZIG_R, ZIG_X
+from propamm_jax.tape.chacha import WORDS_PER_BLOCK, Keystreams, ScalarStream, keystream
 
 U64_MAX = 2**64 - 1
 INITIAL_PRICE = 10_000e9 / 100e9  # base reserves Y / X, as the engine computes it (100.0)

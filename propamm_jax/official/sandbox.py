@@ -1,6 +1,6 @@
 """Confinement of a process that runs untrusted strategy code (scoring and validation workers).
 
-Every such process is started by `launch` as `python -m propamm_jax.worker`, inside
+Every such process is started by `launch` as `python -m propamm_jax.official.worker`, inside
 bubblewrap (`bwrap`) when it works here: own user, PID, network, IPC, UTS and cgroup
 namespaces (no network at all), a read-only view of only the Python runtime, the package,
 the scoring core and call guard and the strategy libraries it runs, a private tmpfs as its
@@ -32,7 +32,7 @@ from functools import lru_cache
 from typing import Sequence
 
 from propamm_jax.errors import PropammError
-from propamm_jax.wire import Channel, to_worker, write_all
+from propamm_jax.official.wire import Channel, to_worker, write_all
 
 # What a worker's clean environment keeps: only the project's own settings, resolved.
 _KEEP = ("PROPAMM_NO_TAPE_CACHE",)
@@ -136,7 +136,7 @@ def unavailable() -> str | None:
         return f"no bubblewrap on {sys.platform}"
     if shutil.which(BWRAP) is None:
         return "bwrap not found (Debian/Ubuntu: apt-get install bubblewrap)"
-    probe = bwrap_command([], {}) + [sys.executable, "-I", "-c", "import propamm_jax.sandbox"]
+    probe = bwrap_command([], {}) + [sys.executable, "-I", "-c", "import propamm_jax.official.sandbox"]
     try:
         proc = subprocess.run(probe, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -210,13 +210,13 @@ class Worker:
 
 def launch(job: dict, readable: Sequence[str], tmpdir: str, name: str, mode: str,
            pass_fds: Sequence[int] = ()) -> Worker:
-    """Starts `python -m propamm_jax.worker` (in bubblewrap unless `mode` says otherwise or
+    """Starts `python -m propamm_jax.official.worker` (in bubblewrap unless `mode` says otherwise or
     it is unavailable) and sends it `job`, a dict with at least `kind` and `limits`."""
     stderr_path = os.path.join(tmpdir, f"{name}.stderr")
     workdir = os.path.join(tmpdir, f"{name}.work")
     os.makedirs(workdir, exist_ok=True)
     env = worker_env()
-    program = [sys.executable, "-I", "-m", "propamm_jax.worker"]
+    program = [sys.executable, "-I", "-m", "propamm_jax.official.worker"]
     in_bwrap = sandboxed(mode)
     command = bwrap_command(readable, env) + program if in_bwrap else program
     limits: Limits = job["limits"]

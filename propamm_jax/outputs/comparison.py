@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from propamm_jax.errors import PropammError
-from propamm_jax.results import Results
+from propamm_jax.outputs.results import Results
 
 
 @dataclass(frozen=True)

@@ -89,8 +89,8 @@ def submit(sources: Sequence[str | Path], output: str | Path, *, config: SimConf
     are `score`'s: a submission killed mid-run resumes where it stopped."""
     from propamm_jax import __version__
     from propamm_jax.native.build import RUSTC_FLAGS, compile_rust, core_library, rustc_version
-    from propamm_jax.scoring import score
-    from propamm_jax.tape import parse_seed
+    from propamm_jax.official.scoring import score
+    from propamm_jax.tape.generate import parse_seed
 
     config = config or SimConfig()
     profile = check_profile(profile)
@@ -197,8 +197,8 @@ def verify(bundle: str | Path, *, workers: int | None = None,
            progress: bool | None = None) -> Verification:
     """Re-runs a bundle and compares everything the receipt records."""
     from propamm_jax.native.build import compile_rust, core_library, rustc_version
-    from propamm_jax.results import Results, first_difference
-    from propamm_jax.scoring import score
+    from propamm_jax.outputs.results import Results, first_difference
+    from propamm_jax.official.scoring import score
 
     bundle = Path(bundle)
     receipt = load_receipt(bundle)

@@ -1,7 +1,7 @@
 """Official scoring of compiled strategies: the native core fed by the market tape.
 
 Compiled strategies are untrusted native code, so they never run in the caller's process:
-sandboxed worker processes (`sandbox.launch`, `propamm_jax.worker`; new processes, so no JAX
+sandboxed worker processes (`sandbox.launch`, `propamm_jax.official.worker`; new processes, so no JAX
 state leaks in and no `__main__` guard is needed) load them, generate the tape for a block
 of seeds and stream each finished simulation back. Each simulation runs in a child forked
 for it; one that crashes, ends quietly or hangs in a call is reported as a failure naming the
@@ -23,9 +23,9 @@ from typing import Callable, Iterable, Sequence
 
 from propamm_jax.config import MAX_STRATEGIES, SimConfig, check_profile
 from propamm_jax.errors import Interrupted, PropammError
-from propamm_jax.results import Results, aggregate_table
-from propamm_jax.sandbox import Limits, Worker, check_mode, classify_death, launch, sandboxed
-from propamm_jax.tape import parse_seed
+from propamm_jax.outputs.results import Results, aggregate_table
+from propamm_jax.official.sandbox import Limits, Worker, check_mode, classify_death, launch, sandboxed
+from propamm_jax.tape.generate import parse_seed
 
 DEFAULT_TRACE_STEPS = 300
 DEFAULT_SIM_TIMEOUT = 300.0          # seconds of wall time for one simulation
@@ -115,7 +115,7 @@ def prepare_strategies(paths: Sequence[str | os.PathLike], *, strict: bool = Fal
     one line naming its file; if none is left, that is an error.
     """
     from propamm_jax.native.build import resolve_library
-    from propamm_jax.validate import preflight
+    from propamm_jax.official.validate import preflight
 
     if not paths:
         raise PropammError("no strategy given: pass at least one .rs or .so file")
@@ -258,7 +258,7 @@ class _Pool:
 
 
 def _tape_folder(steps: int) -> str:
-    from propamm_jax.tape_cache import _folder
+    from propamm_jax.tape.cache import _folder
 
     return str(_folder(steps))
 
@@ -471,7 +471,7 @@ def score(strategies: Sequence[str | os.PathLike], *, config: SimConfig | None =
     traces: dict[int, dict] = {}
     writer = None
     if journal is not None:
-        from propamm_jax import journal as jr
+        from propamm_jax.official import journal as jr
 
         identity = jr.run_identity(profile, config.to_json(), prepared.labels,
                                    prepared.libraries, seed_values, traced, trace_steps,

@@ -13,8 +13,8 @@ import html
 import numpy as np
 
 from propamm_jax.errors import PropammError
-from propamm_jax.report_axes import png, pyplot, robust_limits
-from propamm_jax.report_figures import Figure
+from propamm_jax.outputs.report_axes import png, pyplot, robust_limits
+from propamm_jax.outputs.report_figures import Figure
 
 REQUIRED = ("point", "seed", "edge", "normalizer_edge", "edge_vs_normalizer")
 METRICS = ("edge", "final_capital_weight", "normalizer_edge", "edge_vs_normalizer")

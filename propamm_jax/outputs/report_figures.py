@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from propamm_jax.report_axes import png, pyplot, robust_limits, scatter_clipped
+from propamm_jax.outputs.report_axes import png, pyplot, robust_limits, scatter_clipped
 
 
 @dataclass(frozen=True)
