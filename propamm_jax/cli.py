@@ -200,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ray_option(p)
     p.set_defaults(run=cmd_score)
 
+    _add_tournament_parser(sub)
+
     p = sub.add_parser("simulate",
                        help="simulate parametric pools on the fast JAX path (profile: corrected)")
     p.add_argument("--pool", action="append", default=[], metavar="SPEC",
@@ -404,20 +406,27 @@ def cmd_validate(args) -> int:
     return status
 
 
-def _score_and_print(files, args, profile: str, output: Path | None = None, trace_seeds=(),
-                     sim_timeout: float = 300.0):
-    from propamm_jax.scoring import format_table, score
-
+def _score_options(args, profile: str, trace_seeds=(), sim_timeout: float = 300.0) -> dict:
+    """score()'s keyword arguments from a scoring command's options (score, tournament, demo),
+    after printing the run's banner."""
     config = _config(args)
     print(f"{_profile_banner(profile, args)}  |  {args.simulations} simulations x {config.steps} steps, "
           f"epoch {config.epoch_len}, seeds from {args.seed_start} stride {args.seed_stride}",
           flush=True)
+    return dict(config=config, simulations=args.simulations, seed_start=args.seed_start,
+                seed_stride=args.seed_stride, profile=profile, workers=args.workers,
+                trace_seeds=trace_seeds, progress=None if not args.no_progress else False,
+                sim_timeout=sim_timeout, ray=getattr(args, "ray", None),
+                **_robustness_kwargs(args))
+
+
+def _score_and_print(files, args, profile: str, output: Path | None = None, trace_seeds=(),
+                     sim_timeout: float = 300.0):
+    from propamm_jax.scoring import format_table, score
+
+    options = _score_options(args, profile, trace_seeds, sim_timeout)
     started = time.perf_counter()
-    result = score(files, config=config, simulations=args.simulations,
-                   seed_start=args.seed_start, seed_stride=args.seed_stride, profile=profile,
-                   workers=args.workers, trace_seeds=trace_seeds,
-                   progress=None if not args.no_progress else False, sim_timeout=sim_timeout,
-                   ray=getattr(args, "ray", None), **_robustness_kwargs(args))
+    result = score(files, **options)
     elapsed = time.perf_counter() - started
     _print_rejections(result)
     print()
@@ -454,6 +463,70 @@ def cmd_score(args) -> int:
     result = _score_and_print(args.files, args, args.profile, args.output, args.trace_seeds,
                               args.sim_timeout)
     return 1 if result.failures or result.rejected else 0
+
+
+def _add_tournament_parser(sub) -> None:
+    p = sub.add_parser("tournament", help="score a field officially and rank it: mean edge with "
+                       "standard errors, paired gaps to the leader, ranks over seeds "
+                       "(profile: reference)")
+    p.add_argument("files", nargs="*", help=".rs sources, compiled .so files, or fixed fees "
+                   "cpamm:BPS / fixed:BPS (2 to 16 strategies)")
+    _add_run_options(p)
+    _add_profile(p, "reference")
+    p.add_argument("--output", type=Path, default=None,
+                   help="write the standings (one row per strategy, rank counts as rank_1.."
+                        "rank_N): .json, .csv or .parquet; checked before scoring")
+    p.add_argument("--results", type=Path, default=None,
+                   help="also write the run's results (.json golden schema, or .csv/.parquet)")
+    p.add_argument("--plot", type=Path, default=None,
+                   help="also draw mean edge with 2-SE bars and the rank distribution (.png)")
+    p.add_argument("--sim-timeout", type=_positive_int("--sim-timeout"), default=300,
+                   help="seconds one simulation may take before it is reported as a failure")
+    p.add_argument("--call-timeout", type=_positive_float("--call-timeout"), default=5.0,
+                   help="seconds of wall time one strategy call may take before its "
+                        "simulation is reported as a timeout")
+    _add_robustness_options(p)
+    _add_ray_option(p)
+    p.set_defaults(run=cmd_tournament)
+
+
+def cmd_tournament(args) -> int:
+    """The field scored through `score`'s path (journal, sandbox, workers), then its
+    standings (propamm_jax.tournament); exit code 1 if a strategy or simulation failed."""
+    from propamm_jax import tournament
+
+    tournament.check_field(args.files)
+    options = _score_options(args, args.profile, sim_timeout=args.sim_timeout)
+    started = time.perf_counter()
+    outcome = tournament.run(args.files, **options)
+    elapsed = time.perf_counter() - started
+    result = outcome.result
+    _print_rejections(result)
+    print()
+    print("\n".join(tournament.lines(outcome.standings)))
+    print(f"\n{len(result.results.sims)} simulations in {elapsed:.1f} s ({args.profile} profile)")
+    for failure in result.failures:
+        print(f"FAILED {failure.line()}", file=sys.stderr)
+    _write_tournament(outcome, args)
+    return 1 if result.failures or result.rejected else 0
+
+
+def _write_tournament(outcome, args) -> None:
+    from propamm_jax import tournament
+    from propamm_jax.frames import write_frame
+
+    if args.output is not None:
+        write_frame(tournament.frame(outcome.standings), args.output)
+        print(f"standings written to {args.output}")
+    if args.results is not None:
+        outcome.result.results.save(args.results)
+        print(f"results written to {args.results}")
+    if args.plot is not None:
+        try:
+            args.plot.write_bytes(tournament.figure(outcome.standings))
+        except OSError as exc:
+            raise PropammError(f"{args.plot}: cannot write ({exc.strerror or exc})") from None
+        print(f"plot written to {args.plot}")
 
 
 def _configure_jax() -> None:
@@ -867,6 +940,8 @@ _TABLES = (".json", ".csv", ".parquet")
 # one line and not a whole run: command -> ((attribute, option, extensions, is a directory),).
 OUTPUTS = {
     "score": (("output", "--output", _TABLES, False), ("journal", "--journal", (), False)),
+    "tournament": (("output", "--output", _TABLES, False), ("results", "--results", _TABLES, False),
+                   ("plot", "--plot", (".png",), False), ("journal", "--journal", (), False)),
     "simulate": (("output", "--output", _TABLES, False),),
     "evaluate": (("output", "--output", _TABLES, False),),
     "compare": (("output", "--output", _TABLES, False),),
