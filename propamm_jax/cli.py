@@ -839,8 +839,8 @@ def cmd_export(args) -> int:
 
 
 def _add_evaluate_parser(sub) -> None:
-    p = sub.add_parser("evaluate", help="a policy on fresh seeds: fast path, official, and "
-                       "against fixed fees")
+    p = sub.add_parser("evaluate", help="a policy on fresh seeds: fast path, official, against "
+                       "the normalizer, fixed fees and in a field (--field)")
     p.add_argument("policy", type=Path, help="a dynamic_fee policy.json (as `train` writes)")
     p.add_argument("--profile", choices=("corrected", "reference"), default=None,
                    help="default: the policy's training profile")
@@ -868,6 +868,12 @@ def _add_evaluate_parser(sub) -> None:
     p.add_argument("--output", type=Path, default=None,
                    help="the policy's run: .json (golden schema; official unless --fast-only) "
                         "or .csv/.parquet (one row per simulation and strategy)")
+    p.add_argument("--field", action="append", default=[], metavar="A.rs,B.rs,...",
+                   help="also rank the policy officially in this field on the same seeds, as "
+                        "`propamm tournament` does: .rs/.so files or cpamm:BPS/fixed:BPS, "
+                        "comma-separated or repeated (at most 15)")
+    p.add_argument("--field-output", type=Path, default=None,
+                   help="with --field: write the field's standings (.json/.csv/.parquet)")
     _add_workers(p)
     _add_no_progress(p)
     _add_ray_option(p)
@@ -896,6 +902,11 @@ def cmd_evaluate(args) -> int:
     fees = _fee_list(args.vs_fixed)
     if args.normalizer_only and args.opponent:
         raise PropammError("--normalizer-only and --opponent contradict each other")
+    field = [spec.strip() for item in args.field for spec in item.split(",") if spec.strip()]
+    if field and args.fast_only:
+        raise PropammError("--field is scored officially: it does not go with --fast-only")
+    if args.field_output is not None and not field:
+        raise PropammError("--field-output goes with --field")
     trained = policy_setting(args.policy).config or SimConfig()
     config = SimConfig(steps=args.steps or trained.steps,
                        epoch_len=args.epoch_len or trained.epoch_len)
@@ -911,12 +922,21 @@ def cmd_evaluate(args) -> int:
     ev = evaluate(args.policy, p.seeds, p.profile, p.config, p.opponents,
                   official=not args.fast_only, workers=args.workers,
                   progress=False if args.no_progress else None, vs_fixed=fees,
-                  official_within=args.official_within, ray=args.ray)
+                  official_within=args.official_within, ray=args.ray, field=field)
     _print_evaluation(ev)
     if args.output is not None:
         ev.results.save(args.output)
         print(f"results written to {args.output}")
-    return 1 if ev.official_failures else 0
+    if ev.in_field is None:
+        return 1 if ev.official_failures else 0
+    from propamm_jax.frames import write_frame
+    from propamm_jax.tournament import frame
+
+    if args.field_output is not None:
+        write_frame(frame(ev.in_field.standings), args.field_output)
+        print(f"field standings written to {args.field_output}")
+    failed = ev.in_field.result.failures or ev.in_field.result.rejected
+    return 1 if ev.official_failures or failed else 0
 
 
 def _print_evaluation(ev) -> None:
@@ -928,11 +948,24 @@ def _print_evaluation(ev) -> None:
         print(f"official mean edge:   {ev.official_mean:.3f}")
         if ev.gap is not None:
             print(f"official vs fast:     {100 * ev.gap:+.3f}%")
+    if ev.vs_normalizer is not None:
+        mean, se = ev.vs_normalizer
+        print(f"vs normalizer:        {mean:+.3f} (paired SE "
+              f"{'n/a' if not math.isfinite(se) else f'{se:.3f}'})")
     if ev.official_failures:
         print(f"{ev.official_failures} official simulations failed")
     if ev.fixed is not None:
         print()
         print("\n".join(ev.fixed.lines()))
+    if ev.in_field is not None:
+        from propamm_jax.tournament import lines
+
+        _print_rejections(ev.in_field.result)
+        print(f"\nin the field ({len(ev.in_field.standings.labels)} strategies, the policy as "
+              f"policy_export.rs, official):")
+        print("\n".join(lines(ev.in_field.standings)))
+        for failure in ev.in_field.result.failures:
+            print(f"FAILED {failure.line()}", file=sys.stderr)
 
 
 _TABLES = (".json", ".csv", ".parquet")
@@ -943,7 +976,8 @@ OUTPUTS = {
     "tournament": (("output", "--output", _TABLES, False), ("results", "--results", _TABLES, False),
                    ("plot", "--plot", (".png",), False), ("journal", "--journal", (), False)),
     "simulate": (("output", "--output", _TABLES, False),),
-    "evaluate": (("output", "--output", _TABLES, False),),
+    "evaluate": (("output", "--output", _TABLES, False),
+                 ("field_output", "--field-output", _TABLES, False)),
     "compare": (("output", "--output", _TABLES, False),),
     "sweep": (("output", "--output", _TABLES, False),),
     "frame": (("output", "--output", _TABLES, False),),
