@@ -504,7 +504,9 @@ def cmd_tournament(args) -> int:
     _print_rejections(result)
     print()
     print("\n".join(tournament.lines(outcome.standings)))
-    print(f"\n{len(result.results.sims)} simulations in {elapsed:.1f} s ({args.profile} profile)")
+    resumed = f", {result.resumed} read back from the journal" if result.resumed else ""
+    print(f"\n{len(result.results.sims)} simulations in {elapsed:.1f} s ({args.profile} profile"
+          f"{resumed})")
     for failure in result.failures:
         print(f"FAILED {failure.line()}", file=sys.stderr)
     _write_tournament(outcome, args)

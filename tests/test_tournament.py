@@ -129,6 +129,21 @@ def test_a_field_of_sixteen(tmp_path, capsys):
     assert frame.capital_share.sum() == pytest.approx(1.0)
 
 
+@needs_rustc
+def test_journal_and_resume_as_score(tmp_path, capsys):
+    journal, out = tmp_path / "field.jsonl", tmp_path / "s.json"
+    base = ["tournament", "fixed:30", "fixed:70", "--steps", "200", "--epoch-len", "100",
+            "--workers", "1", "--no-progress", "--journal", str(journal), "--output", str(out)]
+    assert main([*base, "--simulations", "2"]) == 0
+    first = pd.DataFrame(json.loads(out.read_text()))
+    assert main([*base, "--simulations", "3", "--resume"]) == 0
+    text = capsys.readouterr().out
+    assert "3 simulations in" in text and "profile, 2 read back from the journal)" in text
+    again = pd.DataFrame(json.loads(out.read_text()))
+    assert (again.seeds == 3).all() and (first.seeds == 2).all()
+    assert len(journal.read_text().splitlines()) >= 3
+
+
 @pytest.mark.parametrize("argv, message", [
     (["a.rs"], "a tournament needs at least 2 strategies, got 1"),
     ([f"fixed:{b}" for b in range(17)], "17 strategies given; the engine takes at most 16"),
