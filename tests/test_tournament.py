@@ -144,6 +144,19 @@ def test_journal_and_resume_as_score(tmp_path, capsys):
     assert len(journal.read_text().splitlines()) >= 3
 
 
+@needs_rustc
+def test_a_rejected_entrant_is_named_and_the_rest_ranked(tmp_path, capsys):
+    from conftest import FIXTURES
+
+    out = tmp_path / "s.csv"
+    assert main(["tournament", "fixed:30", str(FIXTURES / "bad" / "compile_error.rs"),
+                 "fixed:70", "--simulations", "2", *SMALL, "--output", str(out)]) == 1
+    captured = capsys.readouterr()
+    rejected = [ln for ln in captured.err.splitlines() if ln.startswith("REJECTED")]
+    assert len(rejected) == 1 and "compile_error.rs" in rejected[0]
+    assert sorted(pd.read_csv(out).strategy) == ["fixed_30bps.rs", "fixed_70bps.rs"]
+
+
 @pytest.mark.parametrize("argv, message", [
     (["a.rs"], "a tournament needs at least 2 strategies, got 1"),
     ([f"fixed:{b}" for b in range(17)], "17 strategies given; the engine takes at most 16"),
