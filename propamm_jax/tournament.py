@@ -156,8 +156,9 @@ def lines(s: Standings) -> list[str]:
     out = [head, "-" * len(head)]
     for place, i in enumerate(s.order(), start=1):
         vs = "leader" if i == s.leader else _num(s.diff[i], ".2f")
-        out.append(f"{place:>2} {s.labels[i]:<{width}} {s.mean[i]:>10.2f} {_num(s.se[i], '.2f'):>7} "
-                   f"{vs:>10} {_num(s.diff_se[i], '.2f'):>9} {s.median_rank[i]:>8g} "
+        out.append(f"{place:>2} {s.labels[i]:<{width}} {s.mean[i]:>10.2f} "
+                   f"{_num(s.se[i], '.2f'):>7} {vs:>10} {_num(s.diff_se[i], '.2f'):>9} "
+                   f"{s.median_rank[i]:>8g} "
                    f"{100 * s.win_share[i]:>5.1f}% {100 * s.capital[i]:>6.1f}%  "
                    + " ".join(str(int(c)) for c in s.rank_counts[i]))
     margin = s.margin()

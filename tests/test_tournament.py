@@ -75,7 +75,8 @@ def test_table_reads_a_results_file():
         assert s.vs_norm[i] == pytest.approx(row["vs_norm"], rel=1e-9, abs=1e-9)
     assert (s.rank_counts.sum(axis=1) == s.seeds).all()  # one rank per strategy and seed
     edges = np.array([[st["final_edge"] for st in sim["strategies"]] for sim in results.sims])
-    assert s.rank_counts[:, 0].tolist() == (edges == edges.max(axis=1, keepdims=True)).sum(0).tolist()
+    best = edges == edges.max(axis=1, keepdims=True)
+    assert s.rank_counts[:, 0].tolist() == best.sum(axis=0).tolist()
 
 
 @needs_rustc
