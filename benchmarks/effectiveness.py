@@ -32,6 +32,9 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=10_000, help="steps per simulation")
     parser.add_argument("--epoch-len", type=int, default=1_000, help="steps per epoch")
     parser.add_argument("--output", type=Path, default=None, help="summary JSON")
+    parser.add_argument("--field", action="append", default=[],
+                        help="also rank the policy in this field officially (.rs/.so, "
+                             "cpamm:BPS; comma-separated or repeated): the summary's 'field'")
     parser.add_argument("--official-within", type=float, default=5.0,
                         help="officially score the fees within this %% of the fast-path best")
     args = parser.parse_args()
@@ -46,10 +49,15 @@ def main() -> int:
     ev = evaluate(args.policy, seeds, args.profile,
                   SimConfig(steps=args.steps, epoch_len=args.epoch_len), args.opponent,
                   progress=False, vs_fixed=_fee_list(args.fees),
-                  official_within=args.official_within, simulations=args.simulations)
+                  official_within=args.official_within, simulations=args.simulations,
+                  field=[s.strip() for item in args.field for s in item.split(",") if s.strip()])
     report = {"policy": str(args.policy), **ev.summary()}
     print(json.dumps(report, indent=2))
     print("\n".join(ev.fixed.lines()))
+    if ev.in_field is not None:
+        from propamm_jax.official.tournament import lines
+
+        print("\n".join(lines(ev.in_field.standings)))
     if args.output is not None:
         args.output.write_text(json.dumps(report, indent=2) + "\n")
     return 0

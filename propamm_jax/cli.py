@@ -200,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ray_option(p)
     p.set_defaults(run=cmd_score)
 
+    _add_tournament_parser(sub)
+
     p = sub.add_parser("simulate",
                        help="simulate parametric pools on the fast JAX path (profile: corrected)")
     p.add_argument("--pool", action="append", default=[], metavar="SPEC",
@@ -404,20 +406,27 @@ def cmd_validate(args) -> int:
     return status
 
 
-def _score_and_print(files, args, profile: str, output: Path | None = None, trace_seeds=(),
-                     sim_timeout: float = 300.0):
-    from propamm_jax.official.scoring import format_table, score
-
+def _score_options(args, profile: str, trace_seeds=(), sim_timeout: float = 300.0) -> dict:
+    """score()'s keyword arguments from a scoring command's options (score, tournament, demo),
+    after printing the run's banner."""
     config = _config(args)
     print(f"{_profile_banner(profile, args)}  |  {args.simulations} simulations x {config.steps} steps, "
           f"epoch {config.epoch_len}, seeds from {args.seed_start} stride {args.seed_stride}",
           flush=True)
+    return dict(config=config, simulations=args.simulations, seed_start=args.seed_start,
+                seed_stride=args.seed_stride, profile=profile, workers=args.workers,
+                trace_seeds=trace_seeds, progress=None if not args.no_progress else False,
+                sim_timeout=sim_timeout, ray=getattr(args, "ray", None),
+                **_robustness_kwargs(args))
+
+
+def _score_and_print(files, args, profile: str, output: Path | None = None, trace_seeds=(),
+                     sim_timeout: float = 300.0):
+    from propamm_jax.official.scoring import format_table, score
+
+    options = _score_options(args, profile, trace_seeds, sim_timeout)
     started = time.perf_counter()
-    result = score(files, config=config, simulations=args.simulations,
-                   seed_start=args.seed_start, seed_stride=args.seed_stride, profile=profile,
-                   workers=args.workers, trace_seeds=trace_seeds,
-                   progress=None if not args.no_progress else False, sim_timeout=sim_timeout,
-                   ray=getattr(args, "ray", None), **_robustness_kwargs(args))
+    result = score(files, **options)
     elapsed = time.perf_counter() - started
     _print_rejections(result)
     print()
@@ -454,6 +463,72 @@ def cmd_score(args) -> int:
     result = _score_and_print(args.files, args, args.profile, args.output, args.trace_seeds,
                               args.sim_timeout)
     return 1 if result.failures or result.rejected else 0
+
+
+def _add_tournament_parser(sub) -> None:
+    p = sub.add_parser("tournament", help="score a field officially and rank it: mean edge with "
+                       "standard errors, paired gaps to the leader, ranks over seeds "
+                       "(profile: reference)")
+    p.add_argument("files", nargs="*", help=".rs sources, compiled .so files, or fixed fees "
+                   "cpamm:BPS / fixed:BPS (2 to 16 strategies)")
+    _add_run_options(p)
+    _add_profile(p, "reference")
+    p.add_argument("--output", type=Path, default=None,
+                   help="write the standings (one row per strategy, rank counts as rank_1.."
+                        "rank_N): .json, .csv or .parquet; checked before scoring")
+    p.add_argument("--results", type=Path, default=None,
+                   help="also write the run's results (.json golden schema, or .csv/.parquet)")
+    p.add_argument("--plot", type=Path, default=None,
+                   help="also draw mean edge with 2-SE bars and the rank distribution (.png)")
+    p.add_argument("--sim-timeout", type=_positive_int("--sim-timeout"), default=300,
+                   help="seconds one simulation may take before it is reported as a failure")
+    p.add_argument("--call-timeout", type=_positive_float("--call-timeout"), default=5.0,
+                   help="seconds of wall time one strategy call may take before its "
+                        "simulation is reported as a timeout")
+    _add_robustness_options(p)
+    _add_ray_option(p)
+    p.set_defaults(run=cmd_tournament)
+
+
+def cmd_tournament(args) -> int:
+    """The field scored through `score`'s path (journal, sandbox, workers), then its
+    standings (propamm_jax.official.tournament); exit code 1 if a strategy or simulation failed."""
+    from propamm_jax.official import tournament
+
+    tournament.check_field(args.files)
+    options = _score_options(args, args.profile, sim_timeout=args.sim_timeout)
+    started = time.perf_counter()
+    outcome = tournament.run(args.files, **options)
+    elapsed = time.perf_counter() - started
+    result = outcome.result
+    _print_rejections(result)
+    print()
+    print("\n".join(tournament.lines(outcome.standings)))
+    resumed = f", {result.resumed} read back from the journal" if result.resumed else ""
+    print(f"\n{len(result.results.sims)} simulations in {elapsed:.1f} s ({args.profile} profile"
+          f"{resumed})")
+    for failure in result.failures:
+        print(f"FAILED {failure.line()}", file=sys.stderr)
+    _write_tournament(outcome, args)
+    return 1 if result.failures or result.rejected else 0
+
+
+def _write_tournament(outcome, args) -> None:
+    from propamm_jax.official import tournament
+    from propamm_jax.outputs.frames import write_frame
+
+    if args.output is not None:
+        write_frame(tournament.frame(outcome.standings), args.output)
+        print(f"standings written to {args.output}")
+    if args.results is not None:
+        outcome.result.results.save(args.results)
+        print(f"results written to {args.results}")
+    if args.plot is not None:
+        try:
+            args.plot.write_bytes(tournament.figure(outcome.standings))
+        except OSError as exc:
+            raise PropammError(f"{args.plot}: cannot write ({exc.strerror or exc})") from None
+        print(f"plot written to {args.plot}")
 
 
 def _configure_jax() -> None:
@@ -766,8 +841,8 @@ def cmd_export(args) -> int:
 
 
 def _add_evaluate_parser(sub) -> None:
-    p = sub.add_parser("evaluate", help="a policy on fresh seeds: fast path, official, and "
-                       "against fixed fees")
+    p = sub.add_parser("evaluate", help="a policy on fresh seeds: fast path, official, against "
+                       "the normalizer, fixed fees and in a field (--field)")
     p.add_argument("policy", type=Path, help="a dynamic_fee policy.json (as `train` writes)")
     p.add_argument("--profile", choices=("corrected", "reference"), default=None,
                    help="default: the policy's training profile")
@@ -795,6 +870,12 @@ def _add_evaluate_parser(sub) -> None:
     p.add_argument("--output", type=Path, default=None,
                    help="the policy's run: .json (golden schema; official unless --fast-only) "
                         "or .csv/.parquet (one row per simulation and strategy)")
+    p.add_argument("--field", action="append", default=[], metavar="A.rs,B.rs,...",
+                   help="also rank the policy officially in this field on the same seeds, as "
+                        "`propamm tournament` does: .rs/.so files or cpamm:BPS/fixed:BPS, "
+                        "comma-separated or repeated (at most 15)")
+    p.add_argument("--field-output", type=Path, default=None,
+                   help="with --field: write the field's standings (.json/.csv/.parquet)")
     _add_workers(p)
     _add_no_progress(p)
     _add_ray_option(p)
@@ -823,6 +904,11 @@ def cmd_evaluate(args) -> int:
     fees = _fee_list(args.vs_fixed)
     if args.normalizer_only and args.opponent:
         raise PropammError("--normalizer-only and --opponent contradict each other")
+    field = [spec.strip() for item in args.field for spec in item.split(",") if spec.strip()]
+    if field and args.fast_only:
+        raise PropammError("--field is scored officially: it does not go with --fast-only")
+    if args.field_output is not None and not field:
+        raise PropammError("--field-output goes with --field")
     trained = policy_setting(args.policy).config or SimConfig()
     config = SimConfig(steps=args.steps or trained.steps,
                        epoch_len=args.epoch_len or trained.epoch_len)
@@ -838,12 +924,21 @@ def cmd_evaluate(args) -> int:
     ev = evaluate(args.policy, p.seeds, p.profile, p.config, p.opponents,
                   official=not args.fast_only, workers=args.workers,
                   progress=False if args.no_progress else None, vs_fixed=fees,
-                  official_within=args.official_within, ray=args.ray)
+                  official_within=args.official_within, ray=args.ray, field=field)
     _print_evaluation(ev)
     if args.output is not None:
         ev.results.save(args.output)
         print(f"results written to {args.output}")
-    return 1 if ev.official_failures else 0
+    if ev.in_field is None:
+        return 1 if ev.official_failures else 0
+    from propamm_jax.outputs.frames import write_frame
+    from propamm_jax.official.tournament import frame
+
+    if args.field_output is not None:
+        write_frame(frame(ev.in_field.standings), args.field_output)
+        print(f"field standings written to {args.field_output}")
+    failed = ev.in_field.result.failures or ev.in_field.result.rejected
+    return 1 if ev.official_failures or failed else 0
 
 
 def _print_evaluation(ev) -> None:
@@ -855,11 +950,24 @@ def _print_evaluation(ev) -> None:
         print(f"official mean edge:   {ev.official_mean:.3f}")
         if ev.gap is not None:
             print(f"official vs fast:     {100 * ev.gap:+.3f}%")
+    if ev.vs_normalizer is not None:
+        mean, se = ev.vs_normalizer
+        print(f"vs normalizer:        {mean:+.3f} (paired SE "
+              f"{'n/a' if not math.isfinite(se) else f'{se:.3f}'})")
     if ev.official_failures:
         print(f"{ev.official_failures} official simulations failed")
     if ev.fixed is not None:
         print()
         print("\n".join(ev.fixed.lines()))
+    if ev.in_field is not None:
+        from propamm_jax.official.tournament import lines
+
+        _print_rejections(ev.in_field.result)
+        print(f"\nin the field ({len(ev.in_field.standings.labels)} strategies, the policy as "
+              f"policy_export.rs, official):")
+        print("\n".join(lines(ev.in_field.standings)))
+        for failure in ev.in_field.result.failures:
+            print(f"FAILED {failure.line()}", file=sys.stderr)
 
 
 _TABLES = (".json", ".csv", ".parquet")
@@ -867,8 +975,11 @@ _TABLES = (".json", ".csv", ".parquet")
 # one line and not a whole run: command -> ((attribute, option, extensions, is a directory),).
 OUTPUTS = {
     "score": (("output", "--output", _TABLES, False), ("journal", "--journal", (), False)),
+    "tournament": (("output", "--output", _TABLES, False), ("results", "--results", _TABLES, False),
+                   ("plot", "--plot", (".png",), False), ("journal", "--journal", (), False)),
     "simulate": (("output", "--output", _TABLES, False),),
-    "evaluate": (("output", "--output", _TABLES, False),),
+    "evaluate": (("output", "--output", _TABLES, False),
+                 ("field_output", "--field-output", _TABLES, False)),
     "compare": (("output", "--output", _TABLES, False),),
     "sweep": (("output", "--output", _TABLES, False),),
     "frame": (("output", "--output", _TABLES, False),),

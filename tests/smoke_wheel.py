@@ -38,6 +38,8 @@ STEPS: list[tuple[str, list[str]]] = [
     ("evaluate", ["evaluate", "run/policy.json", "--simulations", "2", *SIZE]),
     ("score", ["score", "a.rs", "b.rs", "--simulations", "2", *SIZE, "--output", "score.json",
                "--no-progress"]),
+    ("tournament", ["tournament", "a.rs", "b.rs", "fixed:30", "--simulations", "2", *SIZE,
+                    "--output", "standings.csv", "--plot", "standings.png", "--no-progress"]),
     ("report", ["report", "score.json", "-o", "report.html"]),
     ("frame", ["frame", "score.json", "-o", "frame.parquet"]),
     ("submit", ["submit", "a.rs", "b.rs", "-o", "bundles/one", "--simulations", "2", *SIZE,

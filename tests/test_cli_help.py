@@ -47,7 +47,8 @@ def test_every_option_has_help_and_shows_its_default(command):
                 f"{command} {name}: default {action.default!r} not in --help"
 
 
-@pytest.mark.parametrize("command", ["score", "submit", "simulate", "sweep", "train"])
+@pytest.mark.parametrize("command", ["score", "submit", "simulate", "sweep", "train",
+                                     "tournament"])
 def test_profile_default_is_named_in_both_helps(command):
     p = _subparsers()[command]
     (profile,) = [a for a in p._actions if "--profile" in a.option_strings]

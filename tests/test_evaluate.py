@@ -100,6 +100,34 @@ def test_vs_fixed_scores_officially_only_the_contenders(x64):
     assert fast_only.official == {} and fast_only.best()[0] in (10, 40)
 
 
+@needs_rustc
+def test_evaluate_reports_normalizer_best_fixed_and_a_field(tmp_path, x64, capsys):
+    from conftest import STARTERS
+
+    policy = _policy(tmp_path / "p.json", opponents=())
+    run, standings = tmp_path / "run.parquet", tmp_path / "field.csv"
+    assert main(["evaluate", str(policy), "--simulations", "4", "--vs-fixed", "20,40",
+                 "--official-within", "1000", "--workers", "2", "--no-progress",
+                 "--output", str(run), "--field", f"{STARTERS / 'flat_45bps.rs'},fixed:30",
+                 "--field", "cpamm:60", "--field-output", str(standings)]) == 0
+    text = capsys.readouterr().out
+    frame = pd.read_parquet(run)
+    policy_rows = frame[frame.strategy_index == 0].set_index("seed")
+    vs_norm = float(text.split("vs normalizer:")[1].split()[0])
+    assert vs_norm == pytest.approx(policy_rows.edge_vs_normalizer.mean(), abs=5e-4)
+    official = {int(line.split()[0]): float(line.split()[2]) for line in text.splitlines()
+                if line.strip() and line.split()[0] in ("20", "40")}
+    best = max(official.values())
+    paired = float(text.split("policy - best fixed, paired by seed:")[1].split()[0])
+    assert paired == pytest.approx(policy_rows.edge.mean() - best, abs=0.011)
+    assert "in the field (4 strategies, the policy as policy_export.rs, official)" in text
+    field = pd.read_csv(standings)
+    assert sorted(field.strategy) == ["fixed_30bps.rs", "fixed_60bps.rs", "flat_45bps.rs",
+                                      "policy_export.rs"]
+    assert (field.seeds == 4).all() and field.capital_share.sum() == pytest.approx(1.0)
+    assert (field[[f"rank_{r}" for r in range(1, 5)]].sum(axis=1) == 4).all()
+
+
 def test_bad_evaluate_options_are_one_line_before_any_work(tmp_path, capsys):
     policy = _policy(tmp_path / "p.json")
     cases = [
@@ -108,6 +136,12 @@ def test_bad_evaluate_options_are_one_line_before_any_work(tmp_path, capsys):
         (["--vs-fixed", "2.5"], "not a whole number of bps"),
         (["--vs-fixed", "a:b"], "--vs-fixed 'a:b'"),
         (["--normalizer-only", "--opponent", "cpamm:30"], "contradict"),
+        (["--field", "fixed:30", "--fast-only"], "does not go with --fast-only"),
+        (["--field-output", str(tmp_path / "f.csv")], "--field-output goes with --field"),
+        (["--field", "fixed:3x", "--fast-only"], "does not go with --fast-only"),
+        (["--field", "fixed:3x"], "entry 'fixed:3x': a fixed fee is fixed:BPS"),
+        (["--field", ",".join(f"fixed:{b}" for b in range(16))], "17 strategies given"),
+        (["--field", "fixed:30", "--field-output", str(tmp_path / "f.txt")], "unknown extension"),
     ]
     for extra, message in cases:
         assert main(["evaluate", str(policy), *extra]) == 2, extra

@@ -5,8 +5,14 @@ its training opponents, and fresh seeds just past every seed range training used
 policy.json: the training batches and the held-out seeds that picked the checkpoint). The
 policy runs on the fast path and, exported (`training.export`), through official scoring
 (`propamm_jax.official.scoring.score`) on the same seeds, side by side; `vs_fixed.compare_fixed` adds
-the best fixed fee on those seeds. Opponents given as `cpamm:BPS` become fixed-fee
-submissions officially.
+the best fixed fee on those seeds (and the policy's paired difference to it, seed by seed).
+Opponents given as `cpamm:BPS` become fixed-fee submissions officially.
+
+The policy is reported three ways, each on the same fresh seeds: against the normalizer (its
+edge minus the normalizer's, paired by seed), against the best fixed fee (`vs_fixed`), and,
+with `field`, in a named field scored officially as a tournament (`propamm_jax.official.tournament`:
+the exported policy and the field's strategies in the same simulations; standard errors,
+paired gaps to the leader, ranks over seeds, capital shares).
 """
 
 from __future__ import annotations
@@ -94,6 +100,8 @@ class Evaluation:
     results: Any = None       # Results of the policy's run: official if scored, else fast
     fixed: Any = None         # vs_fixed.FixedComparison, with `vs_fixed`
     warnings: tuple[str, ...] = field(default=())
+    vs_normalizer: tuple[float, float] | None = None  # policy - normalizer: (mean, SE), paired
+    in_field: Any = None      # tournament.Outcome of the policy in the named field, with `field`
 
     @property
     def gap(self) -> float | None:
@@ -109,8 +117,14 @@ class Evaluation:
                "opponents": list(self.opponents), "policy_fast": self.fast_mean,
                "policy_official": self.official_mean,
                "policy_failures": self.official_failures}
+        if self.vs_normalizer is not None:
+            out["policy_minus_normalizer"], out["policy_minus_normalizer_se"] = self.vs_normalizer
         if self.fixed is not None:
             out.update(self.fixed.summary())
+        if self.in_field is not None:
+            from propamm_jax.official.tournament import frame
+
+            out["field"] = frame(self.in_field.standings).to_dict(orient="records")
         return out
 
 
@@ -185,6 +199,39 @@ def strategy_edges(results, index: int) -> dict[int, float]:
     return {int(s["seed"]): float(s["strategies"][index]["final_edge"]) for s in results.sims}
 
 
+POLICY_LABEL = "policy_export.rs"   # the exported policy's file, and its label in a field
+
+
+def field_run(policy: str | Path, field_specs: Sequence[str], seeds: Sequence[int], profile: str,
+              config: SimConfig, workers: int | None = None, progress: bool | None = None,
+              ray: str | None = None):
+    """The exported policy and `field_specs` (.rs/.so, cpamm:BPS/fixed:BPS) in the same
+    simulations, scored officially and ranked: a `tournament.Outcome` (the policy is
+    labelled `policy_export.rs`)."""
+    from propamm_jax.official import tournament
+    from propamm_jax.training.export import export
+
+    tournament.check_field([POLICY_LABEL, *field_specs])
+    with tempfile.TemporaryDirectory(prefix="propamm-eval-field-") as tmp:
+        rs = export(policy, Path(tmp) / POLICY_LABEL)
+        outcome = tournament.run([str(rs), *field_specs], config=config, seeds=list(seeds),
+                                 profile=profile, workers=workers, progress=progress, ray=ray)
+    if POLICY_LABEL not in outcome.standings.labels:
+        raise PropammError(f"export of {policy} was rejected: {outcome.result.rejected[0]}")
+    return outcome
+
+
+def vs_normalizer(results) -> tuple[float, float] | None:
+    """Strategy 0's edge minus the normalizer's: (mean, standard error), paired by seed."""
+    from propamm_jax.official.tournament import mean_and_se, table
+
+    if results is None or not results.sims:
+        return None
+    t = table(results)
+    mean, se = mean_and_se(t.edge[:, 0] - t.normalizer)
+    return float(mean), float(se)
+
+
 @dataclass(frozen=True)
 class Plan:
     """What an evaluation runs, the policy file's training setting filling what is not given."""
@@ -225,17 +272,21 @@ def evaluate(policy: str | Path, seeds: Sequence[int] | None = None, profile: st
              official: bool = True, workers: int | None = None,
              progress: bool | None = None, vs_fixed: Sequence[int] = (),
              official_within: float = 5.0, simulations: int = 100,
-             ray: str | None = None) -> Evaluation:
+             ray: str | None = None, field: Sequence[str] = ()) -> Evaluation:
     """The policy on `seeds`, in `profile`/`config`/against `opponents` (defaults: `plan`),
     fast path and official side by side; with `vs_fixed` (fees in bps), also the best of those
-    fixed fees on the same seeds (`vs_fixed.compare_fixed`). `ray`: a Ray cluster's address
-    to fan the policy's runs out over."""
+    fixed fees on the same seeds (`vs_fixed.compare_fixed`); with `field` (strategy files or
+    fixed fees), also the policy in that field, officially (`field_run`). `ray`: a Ray
+    cluster's address to fan the policy's runs out over."""
+    from propamm_jax.official import tournament
     from propamm_jax.simulation import simulate
     from propamm_jax.training.objective import is_compiled
     from propamm_jax.training.vs_fixed import compare_fixed
 
     p = plan(policy, seeds, profile, config, opponents, simulations)
     seeds = list(p.seeds)
+    if field:
+        tournament.check_field([POLICY_LABEL, *field])  # before any work
     # No fast path against compiled strategies: those are only scored officially.
     compiled = any(is_compiled(o) for o in p.opponents)
     fast_results = None if compiled else simulate(
@@ -253,7 +304,11 @@ def evaluate(policy: str | Path, seeds: Sequence[int] | None = None, profile: st
         fixed = compare_fixed(list(vs_fixed), seeds, p.profile, p.config, p.opponents,
                               official=run is not None, official_within=official_within,
                               workers=workers, progress=progress)
-        fixed = fixed.against(off_mean if off_mean is not None else fast_mean)
+        fixed = fixed.against(off_mean if off_mean is not None else fast_mean,
+                              {s: edges[s] for s in done})
+    results = run.results if run is not None else fast_results
+    outcome = field_run(policy, field, seeds, p.profile, p.config, workers, progress, ray) \
+        if field else None
     return Evaluation(len(seeds), fast_mean, off_mean, len(run.failures) if run else 0,
-                      tuple(seeds), p.profile, p.opponents,
-                      run.results if run is not None else fast_results, fixed, p.warnings)
+                      tuple(seeds), p.profile, p.opponents, results, fixed, p.warnings,
+                      vs_normalizer(results), outcome)

@@ -12,7 +12,7 @@ compiled opponents there is no fast path and every fee is scored officially.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -28,6 +28,8 @@ class FixedComparison:
     fast: dict[int, float]      # fee -> fast-path mean edge (empty against compiled opponents)
     official: dict[int, float]  # fee -> official mean edge, for the fees scored officially
     policy: float | None = None  # the policy's mean on the same seeds (official if scored)
+    per_seed: dict[int, dict[int, float]] = field(default_factory=dict)  # fee -> seed -> edge
+    policy_edges: dict[int, float] = field(default_factory=dict)  # seed -> the policy's edge
 
     def best(self) -> tuple[int, float]:
         """(fee, mean) of the best fixed fee: among the official means if any were scored."""
@@ -43,8 +45,23 @@ class FixedComparison:
         _, best = self.best()
         return (self.policy - best) / abs(best) if best else None
 
-    def against(self, policy: float | None) -> "FixedComparison":
-        return replace(self, policy=policy)
+    def against(self, policy: float | None,
+                edges: dict[int, float] | None = None) -> "FixedComparison":
+        """With the policy's mean and, to pair them with the best fee's, its edge per seed."""
+        return replace(self, policy=policy, policy_edges=dict(edges or {}))
+
+    def paired(self) -> tuple[float, float, int] | None:
+        """(mean of policy - best fixed fee, its standard error, seeds), paired seed by seed
+        (the same market on both sides), or None without per-seed edges of both."""
+        from propamm_jax.official.tournament import mean_and_se
+
+        fee, _ = self.best()
+        best = self.per_seed.get(fee, {})
+        seeds = [s for s in best if s in self.policy_edges]
+        if not seeds:
+            return None
+        mean, se = mean_and_se(np.array([self.policy_edges[s] - best[s] for s in seeds]))
+        return float(mean), float(se), len(seeds)
 
     def summary(self) -> dict:
         fee, best = self.best()
@@ -52,7 +69,9 @@ class FixedComparison:
                 "fixed_official": {str(f): v for f, v in self.official.items()},
                 "best_fixed_bps": fee, "best_fixed": best,
                 "best_fixed_scored": "official" if self.official else "fast path",
-                "improvement": self.improvement}
+                "improvement": self.improvement,
+                **dict(zip(("policy_minus_best_fixed", "policy_minus_best_fixed_se",
+                            "paired_seeds"), self.paired() or ()))}
 
     def lines(self) -> list[str]:
         """The per-fee table and the verdict, as printed by `propamm evaluate`."""
@@ -67,7 +86,12 @@ class FixedComparison:
         if self.improvement is not None:
             verdict += (f"  |  policy {self.policy:.2f}  |  policy vs best fixed: "
                         f"{100 * self.improvement:+.1f}%")
-        return out + [verdict]
+        paired = self.paired()
+        if paired is None:
+            return out + [verdict]
+        mean, se, n = paired
+        return out + [verdict, f"policy - best fixed, paired by seed: {mean:+.2f} (SE "
+                               f"{'n/a' if not np.isfinite(se) else f'{se:.2f}'}, {n} seeds)"]
 
 
 def fast_means(fees: Sequence[int], seeds: Sequence[int], profile: str, config: SimConfig,
@@ -81,10 +105,10 @@ def fast_means(fees: Sequence[int], seeds: Sequence[int], profile: str, config: 
     return {int(round(fee)): float(v) for fee, v in means.items()}
 
 
-def official_mean(fee: int, seeds: Sequence[int], profile: str, config: SimConfig,
-                  opponents: Sequence[str], workers: int | None,
-                  progress: bool | None) -> float:
-    """A fixed-fee submission's official mean edge on `seeds` against `opponents`."""
+def official_edges(fee: int, seeds: Sequence[int], profile: str, config: SimConfig,
+                   opponents: Sequence[str], workers: int | None,
+                   progress: bool | None) -> dict[int, float]:
+    """A fixed-fee submission's official edge on each of `seeds` against `opponents`."""
     from propamm_jax.official.scoring import score
     from propamm_jax.training.evaluate import opponent_files
     from propamm_jax.training.export import fixed_fee_rust
@@ -95,10 +119,10 @@ def official_mean(fee: int, seeds: Sequence[int], profile: str, config: SimConfi
         others = [str(f) for f in opponent_files(opponents, Path(tmp))]
         result = score([str(path)] + others, config=config, seeds=list(seeds), profile=profile,
                        workers=workers, progress=progress)
-    edges = [s["strategies"][0]["final_edge"] for s in result.results.sims]
+    edges = {int(s["seed"]): float(s["strategies"][0]["final_edge"]) for s in result.results.sims}
     if not edges:
         raise PropammError(f"fixed fee {fee} bps: every official simulation failed")
-    return float(np.mean(edges))
+    return edges
 
 
 def compare_fixed(fees: Sequence[int], seeds: Sequence[int], profile: str, config: SimConfig,
@@ -122,6 +146,7 @@ def compare_fixed(fees: Sequence[int], seeds: Sequence[int], profile: str, confi
     if fast:
         best = max(fast.values())
         contenders = [f for f in fees if fast[f] >= best - abs(best) * official_within / 100.0]
-    scored = {fee: official_mean(fee, seeds, profile, config, opponents, workers, progress)
-              for fee in contenders}
-    return FixedComparison(tuple(fees), fast, scored)
+    per_seed = {fee: official_edges(fee, seeds, profile, config, opponents, workers, progress)
+                for fee in contenders}
+    scored = {fee: float(np.mean(list(edges.values()))) for fee, edges in per_seed.items()}
+    return FixedComparison(tuple(fees), fast, scored, per_seed=per_seed)
