@@ -45,6 +45,9 @@ pub struct PammConfig {
 
 /// One strategy slot: a compiled strategy (kind 0) or a built-in constant-product pool with
 /// integer bps fees on the input (kind 1, used to run parametric pools on reference solvers).
+/// `initial_storage`: null (official scoring, the reference's zeroed storage) or 1024 bytes
+/// the strategy's storage starts from. Training only: it lets one compiled library of a
+/// policy family read each population member's parameters from its storage.
 #[repr(C)]
 pub struct PammPool {
     pub kind: u32,
@@ -53,6 +56,7 @@ pub struct PammPool {
     pub pad: u32,
     pub compute_swap: usize,
     pub after_swap: usize,
+    pub initial_storage: *const u8,
 }
 
 #[repr(C)]
@@ -837,6 +841,11 @@ pub unsafe extern "C" fn pamm_run(
         strats: (0..n).map(|_| Amm::new(cfg.base_reserve_x, cfg.base_reserve_y, 1.0 / n as f64)).collect(),
         norm: Amm::new(norm_rx, norm_ry, 1.0),
     };
+    for (amm, p) in sim.strats.iter_mut().zip(pools.iter()) {
+        if !p.initial_storage.is_null() {
+            amm.storage.copy_from_slice(slice::from_raw_parts(p.initial_storage, STORAGE));
+        }
+    }
 
     let n_epochs_max = ((cfg.steps - 1) / cfg.epoch_len) as usize;
     let mut epochs_written = 0usize;
@@ -898,5 +907,5 @@ pub unsafe extern "C" fn pamm_run(
 /// ABI version of this core; the bridge refuses a cached build with another.
 #[no_mangle]
 pub extern "C" fn pamm_abi_version() -> u32 {
-    2
+    3
 }
