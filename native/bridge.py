@@ -6,7 +6,7 @@ core takes `#[repr(C)]` structs of scalars and pointers into caller-owned NumPy 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
@@ -25,6 +25,7 @@ NO_EXPORTS_HINT = ("a safe-form file defines const NAME, fn compute_swap and fn 
                    "a library built from it with plain rustc exports nothing: build from "
                    "`propamm wrap FILE.rs -o FILE_raw.rs`, or pass the .rs file itself")
 CORE_ABI_VERSION = 3
+POOL_PURE = 1   # PammPool.flags bit: see PoolSpec.pure
 
 ffi = cffi.FFI()
 ffi.cdef(
@@ -40,7 +41,7 @@ ffi.cdef(
         uint64_t trace_steps, measure_calls;
     } PammConfig;
     typedef struct {
-        uint32_t kind, fee_buy_bps, fee_sell_bps, pad;
+        uint32_t kind, fee_buy_bps, fee_sell_bps, flags;
         uintptr_t compute_swap, after_swap;
         const uint8_t *initial_storage;
     } PammPool;
@@ -132,11 +133,19 @@ class PoolSpec:
     fee_sell_bps: int = 0
     compute_swap: int = 0
     after_swap: int = 0
+    flags: int = 0     # POOL_PURE: training only (see `pure`)
 
     @classmethod
     def native(cls, strategy: NativeStrategy) -> "PoolSpec":
         compute, after = strategy.pool
         return cls(kind=0, compute_swap=compute, after_swap=after)
+
+    def pure(self) -> "PoolSpec":
+        """Training only: this strategy's quotes depend on their payload alone (the
+        competition's rule), so the core's router may reuse them within one order instead
+        of calling the strategy again. Never set in official scoring, which calls every
+        strategy exactly as the reference does (a strategy may keep process-global state)."""
+        return replace(self, flags=self.flags | POOL_PURE)
 
     @classmethod
     def cpamm(cls, fee_buy_bps: int, fee_sell_bps: int | None = None) -> "PoolSpec":
@@ -260,7 +269,7 @@ def run_core(config, profile: str, pools: list[PoolSpec], norm_fee_bps: int,
     })
     table = ffi.new("PammPool[]", [
         {"kind": p.kind, "fee_buy_bps": p.fee_buy_bps, "fee_sell_bps": p.fee_sell_bps,
-         "compute_swap": p.compute_swap, "after_swap": p.after_swap,
+         "flags": p.flags, "compute_swap": p.compute_swap, "after_swap": p.after_swap,
          "initial_storage": ffi.NULL if blob is None else blob}
         for p, blob in zip(pools, blobs)
     ])

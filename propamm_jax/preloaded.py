@@ -61,7 +61,7 @@ def run_preloaded(prepared: Prepared, sims: Sequence[PreloadedSim], config: SimC
                            sim_timeout=float(limits.sim_timeout),
                            memory_limit=int(limits.memory_limit),
                            native=_native_libraries(), call_timeout=float(limits.call_timeout),
-                           preload=tuple(preload))
+                           preload=tuple(preload), pure_quotes=True)
     records: list[dict | None] = [None] * len(sims)
 
     def keep(index: int, record: dict, _trace) -> None:

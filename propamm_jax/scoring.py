@@ -51,6 +51,9 @@ class ScoreRequest:
     # the run, per strategy, None or the 1024 bytes its storage starts from. Empty: every
     # storage starts zeroed, as in the reference.
     preload: tuple[tuple[bytes | None, ...], ...] = ()
+    # Training only, never set by `score`: every strategy's quotes are taken to depend on
+    # their payload alone, so the router reuses them within an order (`PoolSpec.pure`).
+    pure_quotes: bool = False
 
 
 @dataclass

@@ -82,6 +82,8 @@ def _score(job: dict, out: _Output) -> None:
     address = np.frombuffer(cell, dtype=np.uint32, count=2).ctypes.data
     strategies = [NativeStrategy(Path(p), lbl) for p, lbl in zip(request.libraries, request.labels)]
     pools = guarded_pools(strategies, address)
+    if request.pure_quotes:   # training only
+        pools = [p.pure() for p in pools]
     names = [s.name for s in strategies]
     out.send(["ready"])
     while True:

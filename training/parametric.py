@@ -9,9 +9,11 @@ the member's parameters wherever the constant export used a constant: the same f
 operations in the same order on the same bits, hence bit-identical edges
 (`tests/test_parametric.py`).
 
-The features use slots 0-8 and are never written past them; the parameters sit at
-PARAM_SLOT onwards, which the strategy never writes. Official submissions stay the constant
-export: nothing official ever preloads storage.
+The features use slots 0-8; the parameters sit at PARAM_SLOT onwards, which the strategy
+never writes. One speed-up keeps the bits: `fees(s)` depends on the storage alone, so the
+library computes it after each after_swap and caches it (FEE_SLOT) instead of computing it
+in each of the hundreds of quotes per step. Official submissions stay the constant export:
+nothing official ever preloads storage.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from propamm_jax.training.export import CONST_NAMES, constant_values, render
 
 STORAGE_SIZE = 1024
 PARAM_SLOT = 64    # f64 slot of the first parameter (byte 512)
+FEE_SLOT = 96      # the fees cached by after_swap (buy, sell, 1.0 once cached)
 SLOT_NAMES = ("FEE_MIN", "FEE_SPAN", "EPOCH_LEN") + tuple(CONST_NAMES[k] for k in PARAM_NAMES)
 LIBRARY_NAME = "dynamic_fee_parametric"
 
@@ -44,10 +47,38 @@ def parametric_source(name: str = LIBRARY_NAME) -> str:
     source, used = re.subn(rf"\b({names})\b", lambda m: f"slot(s, {slots[m.group(1)]})", source)
     if used < len(SLOT_NAMES):
         raise PropammError("parametric library: a constant of the export template is unused")
+    source = _edit(source, "    let (fee_buy, fee_sell) = fees(&b[25..25 + 1024]);\n",
+                   "    let (fee_buy, fee_sell) = quote_fees(&b[25..25 + 1024]);\n")
+    source = _edit(source, "        _ => {}\n    }\n}\n", "        _ => {}\n    }\n    cache_fees(s);\n}\n")
+    source = _edit(source, "fn quote(", FEE_CACHE.format(at=FEE_SLOT) + "\nfn quote(")
     header = (f"// Training only: parameters in storage slots {PARAM_SLOT}.."
               f"{PARAM_SLOT + len(SLOT_NAMES) - 1} (f64, {', '.join(SLOT_NAMES)}),\n"
               "// preloaded by the engine at the start of each simulation.\n")
     return header + source
+
+
+# `fees(s)` is a function of the storage alone, which changes only in after_swap; computing it
+# there once instead of in every quote (hundreds per step) gives the same bits, faster.
+FEE_CACHE = """/// The fees of this storage: cached in slots {at}..{at}+2 after each after_swap, computed
+/// afresh before the first one (training only; the same bits as `fees`).
+fn quote_fees(s: &[u8]) -> (f64, f64) {{
+    if slot(s, {at} + 2) == 1.0 {{ (slot(s, {at}), slot(s, {at} + 1)) }} else {{ fees(s) }}
+}}
+fn cache_fees(s: &mut [u8]) {{
+    let (fee_buy, fee_sell) = fees(s);
+    set_slot(s, {at}, fee_buy);
+    set_slot(s, {at} + 1, fee_sell);
+    set_slot(s, {at} + 2, 1.0);
+}}
+"""
+
+
+def _edit(source: str, old: str, new: str) -> str:
+    """`source` with the one occurrence of `old` replaced (the template must hold it once)."""
+    if source.count(old) != 1:
+        raise PropammError(f"parametric library: the export template holds {old.strip()!r} "
+                           f"{source.count(old)} times, expected once")
+    return source.replace(old, new)
 
 
 def member_storage(pool: DynamicFee, params: dict[str, float]) -> bytes:
