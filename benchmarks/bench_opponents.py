@@ -14,6 +14,9 @@ alone. Opponents: the project's starter strategies (the first three unless --opp
 The market tapes are generated before any timing (both paths read them from the disk cache),
 and the one-off preparation of the new path (compiling the family library and the opponents,
 score's gate) is timed on its own. Say what load the machine had: the script prints `uptime`.
+CPU seconds count this process and its ended children; sandboxed workers (bubblewrap) are
+not reaped as children, so only `--sandbox off` counts the simulations' CPU time (the old
+path's `score` calls always sandbox as `auto`).
 
     python benchmarks/bench_opponents.py                 # 4x4 side by side, then 16x64
     python benchmarks/bench_opponents.py --small 2 --members 4 --seeds 8 --steps 2000
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import time
 
@@ -36,6 +40,19 @@ def _population(pool, members: int, rng: np.random.Generator):
     base = pool.params(bias=-1.0, w_dev=1.0)
     values = {k: float(getattr(base, k)) + rng.normal(0.0, 0.5, members) for k in PARAM_NAMES}
     return type(base)(*(np.asarray(values[k], np.float64) for k in PARAM_NAMES))
+
+
+def _timed(work):
+    """(result, wall seconds, CPU seconds of this process and its ended children: the
+    sandboxed workers and their simulations, reaped when the generation's pool closes)."""
+    def cpu() -> float:
+        own, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF,
+                                                       resource.RUSAGE_CHILDREN))
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    t, c = time.perf_counter(), cpu()
+    result = work()
+    return result, time.perf_counter() - t, cpu() - c
 
 
 def _load() -> str:
@@ -52,6 +69,8 @@ def main() -> None:
     parser.add_argument("--opponent", action="append", default=None)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--skip-old", action="store_true", help="no side-by-side case")
+    parser.add_argument("--sandbox", default="auto", help="auto, require or off (off: the "
+                        "workers are plain children, so their CPU time can be counted)")
     parser.add_argument("--skip-big", action="store_true", help="no members x seeds case")
     args = parser.parse_args()
 
@@ -79,25 +98,26 @@ def main() -> None:
     if not args.skip_old:
         k = args.small
         population = _population(pool, k, rng)
-        t = time.perf_counter()
-        new = official_values(setting, population, seeds[:k], workers=args.workers)
-        t_new = time.perf_counter() - t
-        t = time.perf_counter()
-        old = per_member_values(setting, population, seeds[:k])
-        t_old = time.perf_counter() - t
+        new, t_new, c_new = _timed(lambda: official_values(
+            setting, population, seeds[:k], workers=args.workers, sandbox=args.sandbox))
+        old, t_old, c_old = _timed(lambda: per_member_values(setting, population, seeds[:k]))
         same = "identical" if np.array_equal(new, old) else "DIFFERENT"
-        print(f"{k} members x {k} seeds: old {t_old:6.1f} s   new {t_new:6.1f} s   "
-              f"ratio {t_old / t_new:5.1f}x   values {same}")
+        print(f"{k} members x {k} seeds: old {t_old:6.1f} s ({c_old:6.1f} CPU s)   new "
+              f"{t_new:6.1f} s ({c_new:6.1f} CPU s)   ratio {t_old / t_new:5.1f}x wall, "
+              f"{c_old / c_new:5.1f}x CPU   values {same}")
 
     if not args.skip_big:
         population = _population(pool, args.members, rng)
-        t = time.perf_counter()
-        values = official_values(setting, population, seeds[:args.seeds], workers=args.workers)
-        t_big = time.perf_counter() - t
+        values, t_big, c_big = _timed(lambda: official_values(
+            setting, population, seeds[:args.seeds], workers=args.workers,
+            sandbox=args.sandbox))
         n = args.members * args.seeds
+        cores = args.workers or os.cpu_count() or 1
         print(f"{args.members} members x {args.seeds} seeds ({n} simulations): new "
-              f"{t_big:6.1f} s ({t_big / 60:.2f} min, {t_big / n * 1000:.0f} ms per simulation); "
-              f"mean value per member {np.round(values.mean(axis=1), 1).tolist()}")
+              f"{t_big:6.1f} s wall ({t_big / 60:.2f} min), {c_big:6.1f} CPU s "
+              f"({c_big / n * 1000:.0f} ms per simulation; {c_big / cores / 60:.2f} min on "
+              f"{cores} idle cores)")
+        print(f"  mean value per member: {np.round(values.mean(axis=1), 1).tolist()}")
     print(f"load after: {_load()}")
 
 

@@ -122,7 +122,8 @@ def population_values(setting: Setting, population, seeds: Sequence[int],
 
 
 def official_values(setting: Setting, population, seeds: Sequence[int],
-                    ray: str | None = None, workers: int | None = None) -> np.ndarray:
+                    ray: str | None = None, workers: int | None = None,
+                    sandbox: str = "auto") -> np.ndarray:
     """[members, seeds] objective values, scored officially against the opponents (fixed
     fees as fixed-fee submissions, compiled strategies as they are): members x seeds as one
     run of the family library with preloaded storage (seed-major, so a block of simulations
@@ -141,7 +142,7 @@ def official_values(setting: Setting, population, seeds: Sequence[int],
     others = (None,) * (len(prepared.libraries) - 1)
     sims = [PreloadedSim(seed, (blob,) + others) for seed in seeds for blob in blobs]
     records, failures = run_preloaded(prepared, sims, setting.config, setting.profile,
-                                      workers=workers)
+                                      workers=workers, sandbox=sandbox)
     if failures:
         k = next(i for i, r in enumerate(records) if r is None)
         raise PropammError(f"training member {k % members}: {failures[0].line()}")
