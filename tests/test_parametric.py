@@ -43,7 +43,9 @@ def _population(pool):
 
 def test_preloaded_library_is_bit_identical_to_each_constant_export(tmp_path):
     """Every number of every simulation (all strategies' edges and weights, per epoch, and
-    the normalizer's) equals the constant export's, scored by `score` on the same seeds."""
+    the normalizer's) equals the constant export's, scored by `score` on the same seeds. The
+    preloaded run also flags the strategies pure (the router's ProbeTree) and uses the
+    library's cached fees, so this checks both against the plain official path."""
     from propamm_jax.preloaded import PreloadedSim, run_preloaded
     from propamm_jax.scoring import score
     from propamm_jax.training.export import render

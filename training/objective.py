@@ -144,8 +144,9 @@ def official_values(setting: Setting, population, seeds: Sequence[int],
     records, failures = run_preloaded(prepared, sims, setting.config, setting.profile,
                                       workers=workers, sandbox=sandbox)
     if failures:
-        k = next(i for i, r in enumerate(records) if r is None)
-        raise PropammError(f"training member {k % members}: {failures[0].line()}")
+        lost = sorted({k % members for k, r in enumerate(records) if r is None})
+        raise PropammError(f"training: {len(failures)} of {len(sims)} simulations failed "
+                           f"(members {', '.join(map(str, lost))}); first: {failures[0].line()}")
     edge = np.array([r["strategies"][0]["final_edge"] for r in records])
     norm = np.array([r["normalizer_edge"] for r in records])
     value = np.asarray(per_seed_value(edge, norm, setting))
