@@ -6,9 +6,9 @@ core takes `#[repr(C)]` structs of scalars and pointers into caller-owned NumPy 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import cffi
 import numpy as np
@@ -24,7 +24,8 @@ MAX_NAME = 128
 NO_EXPORTS_HINT = ("a safe-form file defines const NAME, fn compute_swap and fn after_swap, and "
                    "a library built from it with plain rustc exports nothing: build from "
                    "`propamm wrap FILE.rs -o FILE_raw.rs`, or pass the .rs file itself")
-CORE_ABI_VERSION = 2
+CORE_ABI_VERSION = 3
+POOL_PURE = 1   # PammPool.flags bit: see PoolSpec.pure
 
 ffi = cffi.FFI()
 ffi.cdef(
@@ -40,8 +41,9 @@ ffi.cdef(
         uint64_t trace_steps, measure_calls;
     } PammConfig;
     typedef struct {
-        uint32_t kind, fee_buy_bps, fee_sell_bps, pad;
+        uint32_t kind, fee_buy_bps, fee_sell_bps, flags;
         uintptr_t compute_swap, after_swap;
+        const uint8_t *initial_storage;
     } PammPool;
     typedef struct {
         uint32_t norm_fee_bps, pad;
@@ -131,11 +133,19 @@ class PoolSpec:
     fee_sell_bps: int = 0
     compute_swap: int = 0
     after_swap: int = 0
+    flags: int = 0     # POOL_PURE: training only (see `pure`)
 
     @classmethod
     def native(cls, strategy: NativeStrategy) -> "PoolSpec":
         compute, after = strategy.pool
         return cls(kind=0, compute_swap=compute, after_swap=after)
+
+    def pure(self) -> "PoolSpec":
+        """Training only: this strategy's quotes depend on their payload alone (the
+        competition's rule), so the core's router may reuse them within one order instead
+        of calling the strategy again. Never set in official scoring, which calls every
+        strategy exactly as the reference does (a strategy may keep process-global state)."""
+        return replace(self, flags=self.flags | POOL_PURE)
 
     @classmethod
     def cpamm(cls, fee_buy_bps: int, fee_sell_bps: int | None = None) -> "PoolSpec":
@@ -206,15 +216,37 @@ def _core():
     return _LOADED["core"]
 
 
+def _storage_blobs(initial_storage, n: int) -> list[bytes | None]:
+    """The per-pool initial storage, checked: n entries, each None or STORAGE_SIZE bytes."""
+    if initial_storage is None:
+        return [None] * n
+    blobs = list(initial_storage)
+    if len(blobs) != n:
+        raise PropammError(f"initial storage for {len(blobs)} pools, the run has {n}")
+    for k, blob in enumerate(blobs):
+        if blob is not None and len(blob) != STORAGE_SIZE:
+            raise PropammError(f"initial storage of pool {k}: {len(blob)} bytes, need "
+                               f"{STORAGE_SIZE}")
+    return [None if b is None else bytes(b) for b in blobs]
+
+
 def _ptr(ctype: str, array: np.ndarray):
     return ffi.cast(ctype, array.ctypes.data)
 
 
 def run_core(config, profile: str, pools: list[PoolSpec], norm_fee_bps: int,
              norm_liquidity_mult: float, fair_price: np.ndarray, order_start: np.ndarray,
-             order_is_buy: np.ndarray, order_size: np.ndarray, trace_steps: int = 0, measure_calls: bool = False) -> CoreRun:
-    """Runs one simulation in the native core on one seed's tape."""
+             order_is_buy: np.ndarray, order_size: np.ndarray, trace_steps: int = 0,
+             measure_calls: bool = False,
+             initial_storage: Sequence[bytes | None] | None = None) -> CoreRun:
+    """Runs one simulation in the native core on one seed's tape.
+
+    `initial_storage` (training only, never official scoring): per pool, None (zeroed
+    storage, the reference's start) or the 1024 bytes its storage starts from."""
     n = len(pools)
+    # cdata views of the blobs, alive until the core returns (the table holds raw pointers)
+    blobs = [None if b is None else ffi.from_buffer("uint8_t[]", b)
+             for b in _storage_blobs(initial_storage, n)]
     steps = config.steps
     n_epochs = (steps - 1) // config.epoch_len
     fair_price = np.ascontiguousarray(fair_price, dtype=np.float64)
@@ -237,7 +269,9 @@ def run_core(config, profile: str, pools: list[PoolSpec], norm_fee_bps: int,
     })
     table = ffi.new("PammPool[]", [
         {"kind": p.kind, "fee_buy_bps": p.fee_buy_bps, "fee_sell_bps": p.fee_sell_bps,
-         "compute_swap": p.compute_swap, "after_swap": p.after_swap} for p in pools
+         "flags": p.flags, "compute_swap": p.compute_swap, "after_swap": p.after_swap,
+         "initial_storage": ffi.NULL if blob is None else blob}
+        for p, blob in zip(pools, blobs)
     ])
     market = ffi.new("PammMarket *", {
         "norm_fee_bps": int(norm_fee_bps), "norm_liquidity_mult": float(norm_liquidity_mult),

@@ -344,6 +344,8 @@ def run_simulations(request, seeds: list[int], address: str,
     Returns the failures."""
     from propamm_jax.official.scoring import _blocks
 
+    if request.preload:  # indexed by the run's simulations, which each task renumbers
+        raise PropammError("preloaded storage (training) does not run on Ray")
     ray = connect(address)
     files = [*request.libraries, *request.native]
     blobs = [Path(f).read_bytes() for f in files]

@@ -169,12 +169,23 @@ def render(pool: DynamicFee, params: dict[str, float], name: str = "dynamic_fee"
 
     if not re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", name):
         raise PropammError(f"--name {name!r}: use 1-64 letters, digits, '_' or '-'")
-    consts = "\n".join(f"const {CONST_NAMES[k]}: f64 = {rust_f64(params[k])};"
+    values = {k: rust_f64(v) for k, v in constant_values(pool, params).items()}
+    consts = "\n".join(f"const {CONST_NAMES[k]}: f64 = {values[CONST_NAMES[k]]};"
                        for k in PARAM_NAMES)
     return TEMPLATE.format(
-        version=__version__, name=name, fee_min=rust_f64(pool.fee_min_bps / 10_000.0),
-        fee_span=rust_f64((pool.fee_max_bps - pool.fee_min_bps) / 10_000.0),
-        epoch_len=rust_f64(float(pool.epoch_len)), consts=consts)
+        version=__version__, name=name, fee_min=values["FEE_MIN"], fee_span=values["FEE_SPAN"],
+        epoch_len=values["EPOCH_LEN"], consts=consts)
+
+
+def constant_values(pool: DynamicFee, params: dict[str, float]) -> dict[str, float]:
+    """The f64 of each named constant of the submission (FEE_MIN, FEE_SPAN, EPOCH_LEN, then
+    the weights), computed once for both the constant export and the parametric library's
+    storage (`training.parametric`), so the two hold the same bits."""
+    out = {"FEE_MIN": pool.fee_min_bps / 10_000.0,
+           "FEE_SPAN": (pool.fee_max_bps - pool.fee_min_bps) / 10_000.0,
+           "EPOCH_LEN": float(pool.epoch_len)}
+    out.update({CONST_NAMES[k]: float(params[k]) for k in PARAM_NAMES})
+    return out
 
 
 def export(policy: str | Path, output: str | Path, name: str | None = None) -> Path:

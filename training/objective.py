@@ -5,9 +5,11 @@ market and events repeated per member, the members tiled per seed, seed-major as
 `propamm_jax.sweep`), so differences between members are not sampling noise.
 
 Compiled opponents (`.rs` / `.so`) have no closed-form curve, so a setting with any of them
-is evaluated officially instead: each member is exported to Rust (`training.export`),
-compiled once (cached by source) and scored by the native engine against the opponents on
-the same seeds. Exact, gradient-free only, and about 1-2 s per member and batch of seeds.
+is evaluated officially instead, gradient-free only: the whole population x seeds is one run
+of the native engine (`official_values`), every member being the family's one compiled
+library with its parameters preloaded in its storage (`training.parametric`), bit-identical
+to scoring its exported submission. With Ray, each member is still exported, compiled and
+scored separately (`per_member_values`).
 """
 
 from __future__ import annotations
@@ -121,9 +123,71 @@ def population_values(setting: Setting, population, seeds: Sequence[int],
 
 
 def official_values(setting: Setting, population, seeds: Sequence[int],
-                    ray: str | None = None) -> np.ndarray:
-    """[members, seeds] objective values, each member exported and scored officially against
-    the opponents (fixed fees as fixed-fee submissions, compiled strategies as they are)."""
+                    ray: str | None = None, workers: int | None = None,
+                    sandbox: str = "auto") -> np.ndarray:
+    """[members, seeds] objective values, scored officially against the opponents (fixed
+    fees as fixed-fee submissions, compiled strategies as they are): members x seeds as one
+    run of the family library with preloaded storage (seed-major, so a block of simulations
+    shares its tapes). `ray`: the per-member path instead."""
+    import jax
+
+    from propamm_jax.preloaded import PreloadedSim, run_preloaded
+    from propamm_jax.training.parametric import member_storage
+
+    if ray is not None:
+        return per_member_values(setting, population, seeds, ray)
+    members = int(np.shape(jax.tree_util.tree_leaves(population)[0])[0])
+    seeds = list(seeds)
+    prepared = _prepared_field(setting.opponents)
+    blobs = [member_storage(setting.pool, _member(population, m)) for m in range(members)]
+    others = (None,) * (len(prepared.libraries) - 1)
+    sims = [PreloadedSim(seed, (blob,) + others) for seed in seeds for blob in blobs]
+    records, failures = run_preloaded(prepared, sims, setting.config, setting.profile,
+                                      workers=workers, sandbox=sandbox)
+    if failures:
+        lost = sorted({k % members for k, r in enumerate(records) if r is None})
+        raise PropammError(f"training: {len(failures)} of {len(sims)} simulations failed "
+                           f"(members {', '.join(map(str, lost))}); first: {failures[0].line()}")
+    edge = np.array([r["strategies"][0]["final_edge"] for r in records])
+    norm = np.array([r["normalizer_edge"] for r in records])
+    value = np.asarray(per_seed_value(edge, norm, setting))
+    return value.reshape(len(seeds), members).T
+
+
+def _member(population, m: int) -> dict[str, float]:
+    """Member `m`'s parameters as exact Python floats."""
+    return {k: float(np.asarray(v)[m]) for k, v in population._asdict().items()}
+
+
+_FIELDS: dict = {}
+
+
+def _prepared_field(opponents: tuple[str, ...]):
+    """The family library and the opponents, compiled and through score's gate once per
+    training run (cached while their libraries exist): a Prepared with the library first."""
+    import tempfile
+    from pathlib import Path
+
+    from propamm_jax.scoring import prepare_strategies
+    from propamm_jax.training.evaluate import opponent_files
+    from propamm_jax.training.parametric import library_source_file
+
+    cached = _FIELDS.get(opponents)
+    if cached is not None and all(Path(p).exists() for p in cached.libraries):
+        return cached
+    with tempfile.TemporaryDirectory(prefix="propamm-train-") as tmp:
+        files = [library_source_file(tmp)] + opponent_files(opponents, Path(tmp))
+        prepared = prepare_strategies([str(f) for f in files])
+    if prepared.rejected:
+        raise PropammError(f"opponents: {prepared.rejected[0]}")
+    _FIELDS[opponents] = prepared
+    return prepared
+
+
+def per_member_values(setting: Setting, population, seeds: Sequence[int],
+                      ray: str | None = None) -> np.ndarray:
+    """[members, seeds] objective values, each member exported, compiled and scored
+    separately (the path before `official_values`; Ray runs it, and the benchmark compares)."""
     import tempfile
     from pathlib import Path
 

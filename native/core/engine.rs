@@ -16,6 +16,7 @@ const SCALE_F: f64 = 1_000_000_000.0;
 const SCALE: u128 = 1_000_000_000;
 const STORAGE: usize = 1024;
 const COMPETITOR_SLOTS: usize = 8;
+const POOL_PURE: u32 = 1;
 
 pub type ComputeSwapFn = unsafe extern "C" fn(*const u8, usize) -> u64;
 pub type AfterSwapFn = unsafe extern "C" fn(*const u8, usize, *mut u8);
@@ -45,14 +46,21 @@ pub struct PammConfig {
 
 /// One strategy slot: a compiled strategy (kind 0) or a built-in constant-product pool with
 /// integer bps fees on the input (kind 1, used to run parametric pools on reference solvers).
+/// `initial_storage`: null (official scoring, the reference's zeroed storage) or 1024 bytes
+/// the strategy's storage starts from. Training only: it lets one compiled library of a
+/// policy family read each population member's parameters from its storage.
 #[repr(C)]
 pub struct PammPool {
     pub kind: u32,
     pub fee_buy_bps: u32,
     pub fee_sell_bps: u32,
-    pub pad: u32,
+    /// Bit 0 (`POOL_PURE`, training only): the strategy's quotes depend on their payload
+    /// alone, so the router may reuse them within one order (`ProbeTree`). Official scoring
+    /// never sets it: the reference calls untrusted code the same way every time.
+    pub flags: u32,
     pub compute_swap: usize,
     pub after_swap: usize,
+    pub initial_storage: *const u8,
 }
 
 #[repr(C)]
@@ -188,7 +196,7 @@ fn normalizer_quote(input: u64, r_in: u64, r_out: u64, fee_bps: u32) -> u64 {
     mul_div(r_out, eff as u64, r_in as u128 + eff) as u64
 }
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::time::Instant;
 
 /// Counts and times strategy calls when the benchmark asks for it (one per strategy slot,
@@ -483,8 +491,9 @@ fn route<Q: Fn(usize, bool, u64) -> u64>(
         .collect();
     // The reference re-evaluates both end marginals on every call of `absorb`. A strategy's
     // quotes are calls into untrusted code that may keep process-global state, so they are
-    // repeated in the same order; only pools whose quotes are this core's own pure
-    // arithmetic (`pure[i]`: the normalizer, built-in fixed-fee pools) are evaluated once.
+    // repeated in the same order; only pools whose quotes are pure (`pure[i]`: the
+    // normalizer, built-in fixed-fee pools, and in training the strategies flagged
+    // POOL_PURE) are evaluated once, and so are their bisection probes (`ProbeTree`).
     let ends = |i: usize| (marginal(i, tiny), marginal(i, max_in[i]));
     let cached: Vec<Option<(f64, f64)>> = (0..n).map(|i| if pure[i] { Some(ends(i)) } else { None }).collect();
     let m_tiny = |i: usize| match cached[i] {
@@ -495,6 +504,7 @@ fn route<Q: Fn(usize, bool, u64) -> u64>(
         Some((_, c)) => c,
         None => marginal(i, max_in[i]),
     };
+    let trees: Vec<RefCell<ProbeTree>> = (0..n).map(|_| RefCell::new(ProbeTree::new())).collect();
     let absorb = |i: usize, lambda: f64| -> f64 {
         let max_in = max_in[i];
         if m_tiny(i) < lambda {
@@ -502,6 +512,9 @@ fn route<Q: Fn(usize, bool, u64) -> u64>(
         }
         if m_cap(i) >= lambda {
             return max_in;
+        }
+        if pure[i] {
+            return trees[i].borrow_mut().bisect(max_in, lambda, |x| marginal(i, x));
         }
         let (mut lo, mut hi) = (0.0f64, max_in);
         for _ in 0..60 {
@@ -543,6 +556,65 @@ fn route<Q: Fn(usize, bool, u64) -> u64>(
             if input == 0 { (0, 0) } else { (input, quote(i, is_buy, input)) }
         })
         .collect()
+}
+
+/// The bisection of `absorb` for one pure pool within one order. It always starts from
+/// [0, max_in] and halves, so the probe reached by a path of decisions is the same point
+/// whatever lambda is tried, and so are its marginal (the pool is pure) and whether the
+/// bisection stops after it. Each is computed once per order: a lambda that follows a known
+/// path costs one comparison per level. The result is bit for bit the plain loop's.
+struct ProbeTree {
+    marginal: Vec<Option<f64>>,
+    next: Vec<[Next; 2]>,
+}
+
+#[derive(Clone, Copy)]
+enum Next {
+    Open,
+    Node(u32),
+    Done(f64),
+}
+
+impl ProbeTree {
+    fn new() -> Self {
+        ProbeTree { marginal: vec![None], next: vec![[Next::Open; 2]] }
+    }
+
+    /// The plain loop of `absorb`: at most 60 halvings, stopping at a relative width 1e-6.
+    fn bisect<M: Fn(f64) -> f64>(&mut self, max_in: f64, lambda: f64, marginal: M) -> f64 {
+        let (mut lo, mut hi) = (0.0f64, max_in);
+        let mut node = 0usize;
+        for depth in 0..60 {
+            let mid = 0.5 * (lo + hi);
+            let m = match self.marginal[node] {
+                Some(m) => m,
+                None => {
+                    let m = marginal(mid);
+                    self.marginal[node] = Some(m);
+                    m
+                }
+            };
+            let up = m >= lambda;
+            if up { lo = mid } else { hi = mid }
+            match self.next[node][up as usize] {
+                Next::Done(x) => return x,
+                Next::Node(k) => node = k as usize,
+                Next::Open => {
+                    if (hi - lo) / (hi + lo + 1e-12) < 1e-6 || depth == 59 {
+                        let x = 0.5 * (lo + hi);
+                        self.next[node][up as usize] = Next::Done(x);
+                        return x;
+                    }
+                    let k = self.marginal.len();
+                    self.marginal.push(None);
+                    self.next.push([Next::Open; 2]);
+                    self.next[node][up as usize] = Next::Node(k as u32);
+                    node = k;
+                }
+            }
+        }
+        0.5 * (lo + hi)
+    }
 }
 
 // ─── Capital rebalancing ────────────────────────────────────────────────────────────────
@@ -685,8 +757,8 @@ struct Sim<'a> {
     cfg: &'a PammConfig,
     profile: Profile,
     quoters: Vec<Quoter>,
-    /// Per router slot (strategies, then the normalizer): quotes are this core's own pure
-    /// arithmetic, so the router may evaluate them once.
+    /// Per router slot (strategies, then the normalizer): quotes are pure (this core's own
+    /// arithmetic, or a strategy flagged POOL_PURE in training), so the router may reuse them.
     pure: Vec<bool>,
     norm_fee: u32,
     strats: Vec<Amm>,
@@ -825,7 +897,8 @@ pub unsafe extern "C" fn pamm_run(
     let norm_ry = (cfg.base_reserve_y as f64 * market.norm_liquidity_mult) as u64;
     let pure = quoters
         .iter()
-        .map(|q| matches!(q, Quoter::Cpamm { .. }))
+        .zip(pools.iter())
+        .map(|(q, p)| matches!(q, Quoter::Cpamm { .. }) || p.flags & POOL_PURE != 0)
         .chain(std::iter::once(true))
         .collect();
     let mut sim = Sim {
@@ -837,6 +910,11 @@ pub unsafe extern "C" fn pamm_run(
         strats: (0..n).map(|_| Amm::new(cfg.base_reserve_x, cfg.base_reserve_y, 1.0 / n as f64)).collect(),
         norm: Amm::new(norm_rx, norm_ry, 1.0),
     };
+    for (amm, p) in sim.strats.iter_mut().zip(pools.iter()) {
+        if !p.initial_storage.is_null() {
+            amm.storage.copy_from_slice(slice::from_raw_parts(p.initial_storage, STORAGE));
+        }
+    }
 
     let n_epochs_max = ((cfg.steps - 1) / cfg.epoch_len) as usize;
     let mut epochs_written = 0usize;
@@ -898,5 +976,5 @@ pub unsafe extern "C" fn pamm_run(
 /// ABI version of this core; the bridge refuses a cached build with another.
 #[no_mangle]
 pub extern "C" fn pamm_abi_version() -> u32 {
-    2
+    3
 }

@@ -82,6 +82,8 @@ def _score(job: dict, out: _Output) -> None:
     address = np.frombuffer(cell, dtype=np.uint32, count=2).ctypes.data
     strategies = [NativeStrategy(Path(p), lbl) for p, lbl in zip(request.libraries, request.labels)]
     pools = guarded_pools(strategies, address)
+    if request.pure_quotes:   # training only
+        pools = [p.pure() for p in pools]
     names = [s.name for s in strategies]
     out.send(["ready"])
     while True:
@@ -101,13 +103,14 @@ def _score_block(request, pools, names, block, cell, out: _Output, job_in_bwrap:
     tape = cached_tape([seed for _, seed in block], config.steps)
     fair = tape.fair_prices(config.initial_price)
     for row, (index, seed) in enumerate(block):
-        def simulate(row=row, seed=seed):
+        def simulate(row=row, seed=seed, index=index):
             lo, hi = tape.order_start[row, 0], tape.order_start[row, -1]
             trace_steps = request.trace_steps if seed in request.trace_seeds else 0
             run = run_core(config, request.profile, pools, int(tape.params.norm_fee_bps[row]),
                            float(tape.params.norm_liquidity_mult[row]), fair[row],
                            tape.order_start[row] - lo, tape.order_is_buy[row, lo:hi],
-                           tape.order_size[row, lo:hi], trace_steps)
+                           tape.order_size[row, lo:hi], trace_steps,
+                           initial_storage=request.preload[index] if request.preload else None)
             record = sim_record(seed, tape.params, row, names, run)
             trace = trace_record(seed, fair[row], tape.order_count[row], run) if trace_steps else None
             return [record, trace]
