@@ -77,7 +77,7 @@ def main() -> None:
     from propamm_jax.config import SimConfig
     from propamm_jax.native.build import starter_strategies
     from propamm_jax.pools.dynamic_fee import DynamicFee
-    from propamm_jax.tape_cache import cached_tape
+    from propamm_jax.tape.cache import cached_tape
     from propamm_jax.training.objective import (Setting, _prepared_field, official_values,
                                                 per_member_values)
 

@@ -46,8 +46,8 @@ def test_preloaded_library_is_bit_identical_to_each_constant_export(tmp_path):
     the normalizer's) equals the constant export's, scored by `score` on the same seeds. The
     preloaded run also flags the strategies pure (the router's ProbeTree) and uses the
     library's cached fees, so this checks both against the plain official path."""
-    from propamm_jax.preloaded import PreloadedSim, run_preloaded
-    from propamm_jax.scoring import score
+    from propamm_jax.official.preloaded import PreloadedSim, run_preloaded
+    from propamm_jax.official.scoring import score
     from propamm_jax.training.export import render
     from propamm_jax.training.objective import _prepared_field
     from propamm_jax.training.parametric import member_storage
@@ -92,7 +92,7 @@ def test_official_scoring_starts_from_zeroed_storage():
     """Without a preload the parametric library runs on zero parameters (a degenerate
     fee): a different result from the same member preloaded, so the preload is what carries
     the parameters, and a simulation without one starts from zeroed storage."""
-    from propamm_jax.preloaded import PreloadedSim, run_preloaded
+    from propamm_jax.official.preloaded import PreloadedSim, run_preloaded
     from propamm_jax.training.objective import _prepared_field
     from propamm_jax.training.parametric import member_storage
 
@@ -109,8 +109,8 @@ def test_official_scoring_starts_from_zeroed_storage():
 
 def test_member_storage_layout_and_bad_input():
     from propamm_jax.errors import PropammError
-    from propamm_jax.preloaded import PreloadedSim, run_preloaded
-    from propamm_jax.scoring import Prepared
+    from propamm_jax.official.preloaded import PreloadedSim, run_preloaded
+    from propamm_jax.official.scoring import Prepared
     from propamm_jax.training.export import constant_values
     from propamm_jax.training.parametric import PARAM_SLOT, SLOT_NAMES, member_storage
 

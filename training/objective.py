@@ -131,7 +131,7 @@ def official_values(setting: Setting, population, seeds: Sequence[int],
     shares its tapes). `ray`: the per-member path instead."""
     import jax
 
-    from propamm_jax.preloaded import PreloadedSim, run_preloaded
+    from propamm_jax.official.preloaded import PreloadedSim, run_preloaded
     from propamm_jax.training.parametric import member_storage
 
     if ray is not None:
@@ -168,7 +168,7 @@ def _prepared_field(opponents: tuple[str, ...]):
     import tempfile
     from pathlib import Path
 
-    from propamm_jax.scoring import prepare_strategies
+    from propamm_jax.official.scoring import prepare_strategies
     from propamm_jax.training.evaluate import opponent_files
     from propamm_jax.training.parametric import library_source_file
 

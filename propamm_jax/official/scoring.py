@@ -47,7 +47,7 @@ class ScoreRequest:
     memory_limit: int = DEFAULT_MEMORY_LIMIT
     native: tuple[str, str] = ("", "")       # compiled scoring core and call guard
     call_timeout: float = DEFAULT_CALL_TIMEOUT
-    # Training only (`propamm_jax.preloaded`), never set by `score`: per simulation index of
+    # Training only (`propamm_jax.official.preloaded`), never set by `score`: per simulation index of
     # the run, per strategy, None or the 1024 bytes its storage starts from. Empty: every
     # storage starts zeroed, as in the reference.
     preload: tuple[tuple[bytes | None, ...], ...] = ()

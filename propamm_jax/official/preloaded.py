@@ -17,10 +17,10 @@ from typing import NamedTuple, Sequence
 from propamm_jax.config import SimConfig, check_profile
 from propamm_jax.errors import PropammError
 from propamm_jax.native.bridge import STORAGE_SIZE
-from propamm_jax.scoring import (DEFAULT_CALL_TIMEOUT, DEFAULT_MEMORY_LIMIT, DEFAULT_SIM_TIMEOUT,
+from propamm_jax.official.scoring import (DEFAULT_CALL_TIMEOUT, DEFAULT_MEMORY_LIMIT, DEFAULT_SIM_TIMEOUT,
                                  Failure, Prepared, ScoreRequest, _native_libraries,
                                  run_simulations)
-from propamm_jax.tape import parse_seed
+from propamm_jax.tape.generate import parse_seed
 
 
 class PreloadedSim(NamedTuple):
