@@ -4,9 +4,12 @@
 ~290 MB for 1 000 seeds of 10 000 steps). Building them from the tapes is most of a warm
 command's host time, and researchers evaluate one seed set over and over, so a finished
 batch is kept under `<cache>/batches/v1/<key>/` as plain `.npy` files, memory-mapped on the
-next run. The key hashes the seed list, the steps, the padded shape and the dtype; only the
-`KEEP` most recently used batches stay, and batches over `MAX_BYTES` (a 10 000-seed batch is
-~3 GB) are not stored; the cache's size cap (`propamm_jax.cache`) may evict them sooner.
+next run. The key hashes the seed list, the steps, the padded shape and the dtype; the most
+recently used batches stay while they total at most `KEEP_BYTES` (enough for a 10 000-seed
+command in batches of 1 000: with fewer kept, such a command packs every batch again on each
+run, ~3 ms of host time a simulation against ~0.5 ms of simulation), and single batches over
+`MAX_BYTES` (a 10 000-seed batch is ~3 GB) are not stored; the cache's size cap
+(`propamm_jax.cache`) may evict them sooner.
 `PROPAMM_NO_TAPE_CACHE=1` bypasses this cache too.
 """
 
@@ -21,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 VERSION = "v1"
-KEEP = 4
+KEEP_BYTES = 3 * 2**30
 MAX_BYTES = 2**30
 FIELDS = ("step", "flags", "size", "price")
 
@@ -68,10 +71,21 @@ def save(name: str, packed, params: np.ndarray) -> None:
     except OSError:  # full disk, or another process stored the same batch first
         shutil.rmtree(tmp, ignore_errors=True)
         return
-    entries = sorted((p for p in root.iterdir() if not p.name.startswith(".")),
-                     key=lambda p: p.stat().st_mtime)
-    for old in entries[:-KEEP]:
-        shutil.rmtree(old, ignore_errors=True)
+    _trim(root)
     from propamm_jax.cache import note_written
 
     note_written(sum(a.nbytes for a in packed) + params.nbytes)
+
+
+def _trim(root: Path) -> None:
+    """Drops the least recently used batches beyond `KEEP_BYTES` (never the newest)."""
+    try:
+        entries = sorted((p for p in root.iterdir() if not p.name.startswith(".")),
+                         key=lambda p: p.stat().st_mtime, reverse=True)
+        kept = 0
+        for k, entry in enumerate(entries):
+            kept += sum(f.stat().st_size for f in entry.iterdir())
+            if k > 0 and kept > KEEP_BYTES:
+                shutil.rmtree(entry, ignore_errors=True)
+    except OSError:  # another process trimming at the same time
+        pass

@@ -142,6 +142,19 @@ def test_batch_store_respects_the_cap(cache, monkeypatch):
     assert batch_cache.load("second") is not None and batch_cache.load("first") is None
 
 
+def test_batch_store_keeps_the_newest_batches_up_to_its_byte_budget(cache, monkeypatch):
+    from propamm_jax import batch_cache
+
+    packed = [np.zeros(1000, np.float64) for _ in batch_cache.FIELDS]
+    params = np.zeros((2, 5))
+    monkeypatch.setattr(batch_cache, "KEEP_BYTES", 70_000)  # two batches (~33 kB each)
+    for k, name in enumerate(("first", "second", "third")):
+        batch_cache.save(name, packed, params)
+        os.utime(cache / "batches" / "v1" / name, (time.time() + k, time.time() + k))
+    stored = sorted(p.name for p in (cache / "batches" / "v1").iterdir())
+    assert stored == ["second", "third"]
+
+
 def _cli(*args, env):
     return subprocess.run([sys.executable, "-m", "propamm_jax.cli", "cache", *args],
                           capture_output=True, text=True, timeout=300, env=env)
