@@ -41,10 +41,15 @@ def _params(params, n: int) -> list:
 
 
 def shared(pools, name: str):
-    """The group closed form `name` if every pool (and the normalizer) has the same one."""
-    found = {getattr(type(p), name, None) for p in tuple(pools) + (NORMALIZER,)}
+    """`name` of the normalizer's curve, if every pool has the same one and declares its
+    curve `parameter_free`: then one call on arrays stacked over pools serves them all (a
+    group closed form such as `route`, or, much faster than one call per pool, `arbitrage`
+    and `amount_out`). None otherwise."""
+    everyone = tuple(pools) + (NORMALIZER,)
+    found = {getattr(type(p), name, None) for p in everyone}
     (fn,) = found if len(found) == 1 else (None,)
-    return getattr(NORMALIZER, name) if fn is not None and callable(fn) else None
+    free = all(getattr(p, "parameter_free", False) for p in everyone)
+    return getattr(NORMALIZER, name) if free and fn is not None and callable(fn) else None
 
 
 def check_profile_support(pools, profile: str) -> None:
@@ -77,6 +82,10 @@ def _plain(eng):
 
 def arbitrage(eng, s, params, gamma_buy, gamma_sell) -> Arbitrage:
     """Every pool's optimal arbitrage at the fair price, stacked over pools."""
+    stacked = shared(eng.pools, "arbitrage")
+    if stacked is not None:
+        return stacked(None, s.rx, s.ry, s.fair, gamma_buy, gamma_sell)
+
     def fn_of(curve):
         if has_closed_form(curve, "arbitrage"):
             return curve.arbitrage
@@ -88,6 +97,9 @@ def arbitrage(eng, s, params, gamma_buy, gamma_sell) -> Arbitrage:
 
 def amount_out(eng, s, params, is_buy, effective_in):
     """Every pool's output for its input after fee, stacked over pools."""
+    stacked = shared(eng.pools, "amount_out")
+    if stacked is not None:
+        return stacked(None, s.rx, s.ry, is_buy, effective_in)
     outs = _per_pool(eng, s, params, lambda c: c.amount_out, 4, s.rx, s.ry, is_buy,
                      effective_in)
     return jnp.stack(outs)

@@ -117,8 +117,10 @@ class Curve(Protocol):
     #   demand(params, rx, ry, is_buy, gamma, lam) -> amount_in (before fee) at which the
     #       router's forward-difference marginal output (ROUTER_STEP) equals the shadow
     #       price `lam`, clipped to [0, MAX_IN_FRAC * input reserve]
-    # and two group closed forms, used when EVERY pool of a simulation (the normalizer
-    # included) has the same one, on arrays stacked over pools ([pools, sims]):
+    # A curve whose methods never read `params` may declare `parameter_free = True`; when
+    # every pool of a simulation (the normalizer included) has the same parameter-free
+    # curve, the engine calls its methods once on arrays stacked over pools
+    # ([pools, sims], params None), and uses its two group closed forms:
     #   route(total, rx, ry, is_buy, gamma) -> inputs: the corrected router's split
     #   reference_route(total, rx, ry, is_buy, gamma) -> inputs: what the published
     #       solvers amount to (`reference` profile; a family without it cannot run there)

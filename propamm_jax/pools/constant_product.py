@@ -23,8 +23,11 @@ def _sides(is_buy, rx, ry):
 
 
 class ConstantProductCurve:
-    """x * y = k with the fee taken from the input. Ignores `params` (no curve parameters),
-    so that every pool on it, the normalizer included, shares the group closed forms."""
+    """x * y = k with the fee taken from the input. Ignores `params` (no curve parameters):
+    `parameter_free`, so that the engine evaluates every pool on it, the normalizer
+    included, in one call on arrays stacked over pools, and uses the group closed forms."""
+
+    parameter_free = True
 
     def spot(self, params, rx, ry):
         return ry / rx
