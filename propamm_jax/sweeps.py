@@ -2,7 +2,7 @@
 
 In the manner of a Monte Carlo x parameter grid: every grid point runs on every seed, so the
 points share their markets and differences between points are not sampling noise. The batch
-is the batch engine's (`fast.simulate_batch` with per-simulation parameters): each chunk of
+is the one batch runner's (`fast.runner.BatchRunner` with per-simulation parameters): each chunk of
 seeds is laid out seed-major, its tapes repeated per grid point and the parameter sets tiled
 per seed, so a sweep of P points x S seeds costs what P*S simulations cost in `simulate`.
 

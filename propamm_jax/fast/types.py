@@ -2,10 +2,11 @@
 
 Simulations sit on the LAST axis of every array (`rx`: [pools + 1, sims]; an unbatched
 simulation simply has no such axis), so each operation of a step is one contiguous vector
-over simulations. Measured against `jax.vmap` of the unbatched step (which puts the batch
-first and leaves XLA many (pools + 1)-element rows): 2 000 simulations x 3 000 steps of
-cpamm:30 + cpamm:65, f64, corrected, one CPU device: see `tests/test_step.py` and the
-README (`fast.step` docstring) for the figure; it was ~2x in favour of the last axis.
+over simulations. `jax.vmap` of the unbatched step puts the batch first and leaves XLA many
+(pools + 1)-element rows: on 1 000 simulations x 2 000 steps (3 072 events) of cpamm:30 +
+cpamm:65, f64, corrected, one XLA CPU device, the last axis took 0.78-0.84 s and vmap
+2.7-3.5 s (3.3-4.4x; a shared 2-core machine at load 11, so noisy). Both layouts run the
+same `step`: `tests/test_step.py` checks they agree.
 """
 
 from __future__ import annotations
