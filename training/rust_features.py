@@ -1,8 +1,8 @@
 """The Rust every feature-driven family's export shares: storage, feature updates, ABI.
 
 The submission keeps `pools/features.py`'s FeatureState in its 1024-byte storage (f64 slots,
-in that order) and updates it with the same formulas as `FeatureTracking.fast_on_trade` /
-`fast_on_epoch`, reading the after-swap (tag 2) and epoch (tag 5) payloads. The quote is
+in that order) and updates it with the same formulas as `FeatureTracking.on_trade` /
+`on_epoch`, reading the after-swap (tag 2) and epoch (tag 5) payloads. The quote is
 gamma in parts per million on a constant product in u128. A family supplies only its
 constants and `fn fees(s: &[u8]) -> (f64, f64)` (the fee of a trader buying X, selling X),
 which may call `slot`, `sigmoid` and `deviation` below.

@@ -35,8 +35,8 @@ import numpy as np
 
 from propamm_jax.errors import PropammError
 from propamm_jax.pools import policy_file
+from propamm_jax.pools.constant_product import ConstantProductCurve
 from propamm_jax.pools.features import FeatureState, FeatureTracking, deviation  # noqa: F401
-from propamm_jax.u64 import mul_div_floor
 
 FAMILY = "dynamic_fee"
 VERSION = 2
@@ -59,7 +59,7 @@ DFState = FeatureState  # the features (pools/features.py), under the name older
 
 
 @dataclass(frozen=True)
-class DynamicFee(FeatureTracking):
+class DynamicFee(FeatureTracking, ConstantProductCurve):
     """Static configuration: fee bounds (bps), the epoch length used for progress, and
     whether the policy is the oracle (sees the true fair price; fast path only)."""
 
@@ -109,18 +109,6 @@ class DynamicFee(FeatureTracking):
             raise PropammError(f"--init: unknown or untrained parameter {sorted(unknown)[0]!r} "
                                f"(choose from {', '.join(PARAM_NAMES)})")
         return np.array([float(init.get(k, 0.0)) for k in PARAM_NAMES])
-
-    def quote(self, params, state, is_buy, amount, reserve_x, reserve_y):
-        """Integer quote for the reference solvers: fee applied in parts per million."""
-        fee_buy, fee_sell = self.fees(params, state)
-        fee = jnp.where(is_buy, fee_buy, fee_sell)
-        gamma_ppm = jnp.floor((1.0 - fee) * 1e6).astype(jnp.uint64)
-        amount = jnp.asarray(amount, jnp.uint64)
-        eff = mul_div_floor(amount, gamma_ppm, jnp.uint64(1_000_000))
-        r_in = jnp.where(is_buy, reserve_y, reserve_x)
-        r_out = jnp.where(is_buy, reserve_x, reserve_y)
-        zero = (amount == 0) | (r_in == 0) | (r_out == 0)
-        return jnp.where(zero, jnp.uint64(0), mul_div_floor(r_out, eff, r_in + eff))
 
 
 def load_policy(path: str | Path) -> tuple[DynamicFee, DFParams]:

@@ -26,6 +26,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from propamm_jax.pools.base import EpochObs, FeeView, TradeObs
+
 
 class FeatureState(NamedTuple):
     last_spot: jnp.ndarray
@@ -74,14 +76,14 @@ class FeatureTracking:
     `epoch_len` and `oracle` on the dataclass: an oracle's deviation is the true one, from
     the fee view; otherwise it is the estimate `deviation(state)`."""
 
-    def fees(self, params, state: FeatureState, view=None):
+    def fees(self, params, state: FeatureState, view: FeeView | None = None):
         """(buy, sell) fee fractions at the moment of a quote."""
         if self.oracle:
             if view is None:
                 from propamm_jax.errors import PropammError
 
-                raise PropammError(f"{type(self).__name__}(oracle=True) needs the engine's fee "
-                                   "view (the step's fair price): the fast path only")
+                raise PropammError(f"{type(self).__name__}(oracle=True) needs the fast engine's "
+                                   "fee view (the step's fair price)")
             return self.fees_at(params, state, oracle_deviation(view))
         return self.fees_at(params, state, deviation(state))
 
@@ -90,7 +92,7 @@ class FeatureTracking:
         z = jnp.zeros((), dtype)
         return FeatureState(z, z, z, z, z, z, z, z, z)
 
-    def fast_on_trade(self, params, state: FeatureState, obs) -> FeatureState:
+    def on_trade(self, params, state: FeatureState, obs: TradeObs) -> FeatureState:
         spot = obs.reserve_y / obs.reserve_x
         ret = jnp.where(state.last_spot > 0.0,
                         jnp.abs(jnp.log(spot / jnp.where(state.last_spot > 0.0, state.last_spot, 1.0))),
@@ -112,32 +114,8 @@ class FeatureTracking:
             fair=jnp.where(obs.flow == 0.0, revealed, state.fair))
         return blend(obs.active, new, state)
 
-    def fast_on_epoch(self, params, state: FeatureState, obs) -> FeatureState:
+    def on_epoch(self, params, state: FeatureState, obs: EpochObs) -> FeatureState:
         new = state._replace(vol=0.5 * state.vol, weight=obs.capital_weight,
                              ref_rx=obs.reserve_x, skew=jnp.zeros_like(state.skew),
                              epoch_progress=jnp.zeros_like(state.epoch_progress))
         return blend(obs.active, new, state)
-
-    def on_trade(self, params, state: FeatureState, obs) -> FeatureState:
-        """The reference engine's integer after-swap observation, in float units."""
-        from propamm_jax.fast import FastObs
-
-        f = state.vol.dtype
-        return self.fast_on_trade(params, state, FastObs(
-            active=obs.active, is_buy=obs.is_buy,
-            amount_in=obs.input_amount.astype(f) / 1e9, amount_out=obs.output_amount.astype(f) / 1e9,
-            reserve_x=obs.reserve_x.astype(f) / 1e9, reserve_y=obs.reserve_y.astype(f) / 1e9,
-            step=obs.sim_step.astype(f), epoch_step=obs.epoch_step.astype(f),
-            epoch_number=obs.epoch_number.astype(f), flow=obs.flow_captured.astype(f),
-            capital_weight=obs.capital_weight.astype(f),
-            competitor_prices=obs.competitor_prices.astype(f)))
-
-    def on_epoch(self, params, state: FeatureState, obs) -> FeatureState:
-        from propamm_jax.fast import FastEpochObs
-
-        f = state.vol.dtype
-        return self.fast_on_epoch(params, state, FastEpochObs(
-            active=obs.active, epoch_number=obs.epoch_number.astype(f),
-            reserve_x=obs.reserve_x.astype(f) / 1e9, reserve_y=obs.reserve_y.astype(f) / 1e9,
-            epoch_edge=obs.epoch_edge, cumulative_edge=obs.cumulative_edge,
-            capital_weight=obs.capital_weight.astype(f)))
