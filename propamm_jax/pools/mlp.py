@@ -32,6 +32,7 @@ import numpy as np
 
 from propamm_jax.errors import PropammError
 from propamm_jax.pools import policy_file
+from propamm_jax.pools.constant_product import ConstantProductCurve
 from propamm_jax.pools.features import INPUT_NAMES, FeatureTracking, inputs
 
 FAMILY = "mlp"
@@ -48,7 +49,7 @@ class MLPParams(NamedTuple):
 
 
 @dataclass(frozen=True)
-class MLPFee(FeatureTracking):
+class MLPFee(FeatureTracking, ConstantProductCurve):
     """Static configuration: fee bounds (bps), epoch length, hidden units, and whether the
     policy is the oracle (sees the true fair price; fast path only)."""
 
