@@ -51,14 +51,17 @@ def test_one_step_arbitrages_to_the_fair_price_and_books_the_edge():
     s0 = engine.init(params, market)
     s1 = engine.step(s0, _event(FIRST | LAST, factor=1.02), params, market)
     assert float(s1.fair) == pytest.approx(CONFIG.initial_price * 1.02, rel=1e-15)
-    spot = np.asarray(s1.ry / s1.rx)
     gamma = 1.0 - np.array([0.003, 0.0065, 0.003])
-    # each pool bought X from the arbitrageur until its marginal ask met the fair price
-    assert np.allclose(spot / gamma, float(s1.fair), rtol=1e-12)
     dx, dy = np.asarray(s1.rx - s0.rx), np.asarray(s1.ry - s0.ry)
+    rx0, ry0 = np.asarray(s0.rx), np.asarray(s0.ry)
+    # the arbitrageur bought X (paid Y) from each pool until its marginal output, X per Y
+    # after fee, fell to 1 / fair: g rx ry / (ry + g dy)^2 = 1 / fair
+    assert np.all(dy > 0) and np.all(dx < 0)
+    assert np.allclose(gamma * rx0 * ry0 / (ry0 + gamma * dy) ** 2 * float(s1.fair), 1.0,
+                       rtol=1e-12)
     assert np.allclose(np.asarray(s1.epoch_edge), dx * float(s1.fair) + dy, rtol=1e-12)
     assert np.all(np.asarray(s1.epoch_trades) == 1)
-    assert np.all(np.asarray(s1.epoch_edge) > 0)  # the arbitrageur's loss is the pools' gain
+    assert np.all(np.asarray(s1.epoch_edge) < 0)  # what the arbitrageur gains, the pools lose
 
 
 def test_one_retail_order_is_split_and_paid_in():
