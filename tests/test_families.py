@@ -139,7 +139,7 @@ def test_mlp_export_validates_and_scores_like_the_fast_path(tmp_path, x64):
     from propamm_jax.config import SimConfig
     from propamm_jax.training.evaluate import fast_edges, official_edges
     from propamm_jax.training.export import export
-    from propamm_jax.validate import validate_file
+    from propamm_jax.official.validate import validate_file
 
     path, _, _ = _mlp_policy(tmp_path / "policy.json")
     report = validate_file(export(path, tmp_path / "mlp_policy.rs"), strict=True)
@@ -202,7 +202,7 @@ def test_oracle_sees_the_fair_price_in_the_fast_path(tmp_path, x64):
 
 def test_oracle_never_exports_validates_or_scores(tmp_path, capsys):
     from propamm_jax.cli import main
-    from propamm_jax.validate import validate_file
+    from propamm_jax.official.validate import validate_file
 
     path, _, _ = _mlp_policy(tmp_path / "oracle.json", oracle=True)
     assert json.loads(path.read_text())["oracle"] is True

@@ -41,7 +41,7 @@ def ceiling(policy: str | Path, oracle: str | Path, simulations: int = 100,
     """The policy's and the oracle's mean edges on `simulations` fresh seeds."""
     from propamm_jax.config import SimConfig
     from propamm_jax.pools.families import read_policy
-    from propamm_jax.scoring import seed_list
+    from propamm_jax.official.scoring import seed_list
     from propamm_jax.training.evaluate import fast_edges, policy_setting
 
     if not read_policy(oracle)[1].oracle:
