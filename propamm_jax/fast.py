@@ -29,8 +29,9 @@ import numpy as np
 from jax import lax
 
 from propamm_jax.config import SimConfig
+from propamm_jax.pools.base import EpochObs as FastEpochObs, FeeView, TradeObs as FastObs
 from propamm_jax.solvers.closed_form import (
-    cpamm_out, optimal_arbitrage, pro_rata_split, reference_router_split)
+    cpamm_out, optimal_arbitrage, published_split, reference_router_split)
 
 SCALE_F = 1e9
 
@@ -54,33 +55,6 @@ class Market(NamedTuple):
     norm_liquidity_mult: jnp.ndarray
 
 
-class FastObs(NamedTuple):
-    """What a pool sees after one of its trades (the after-swap payload, in float units)."""
-
-    active: jnp.ndarray
-    is_buy: jnp.ndarray
-    amount_in: jnp.ndarray
-    amount_out: jnp.ndarray
-    reserve_x: jnp.ndarray
-    reserve_y: jnp.ndarray
-    step: jnp.ndarray
-    epoch_step: jnp.ndarray
-    epoch_number: jnp.ndarray
-    flow: jnp.ndarray
-    capital_weight: jnp.ndarray
-    competitor_prices: jnp.ndarray  # [8], NaN where unused
-
-
-class FastEpochObs(NamedTuple):
-    active: jnp.ndarray
-    epoch_number: jnp.ndarray
-    reserve_x: jnp.ndarray
-    reserve_y: jnp.ndarray
-    epoch_edge: jnp.ndarray
-    cumulative_edge: jnp.ndarray
-    capital_weight: jnp.ndarray
-
-
 class FastState(NamedTuple):
     rx: jnp.ndarray               # [N+1], normalizer last
     ry: jnp.ndarray
@@ -94,6 +68,7 @@ class FastState(NamedTuple):
     log_score: jnp.ndarray
     n_epochs: jnp.ndarray
     fair: jnp.ndarray             # the current step's fair price
+    step: jnp.ndarray             # the current step
 
 
 FIRST, ORDER, LAST, BUY = 1, 2, 4, 8  # bits of a packed event's flags
@@ -214,23 +189,6 @@ def _competitors(after, before, i: int, n: int):
     return jnp.stack(seen + [nan] * (8 - len(others)))
 
 
-def _reference_split(total, r_in, r_out, gamma, spot_floor, is_sell):
-    """The published router on constant-product pools: pro rata, or nothing for a sell order
-    larger than what the pools absorb at 0.75 x the best marginal at zero.
-
-    The router's marginal at zero quotes 1 and 2 nano-units: for a sell that is the spot
-    truncated to an integer (fees vanish in the rounding), for a buy it is 0, so a buy is
-    always split pro rata.
-    """
-    pro_rata = pro_rata_split(total, r_in)
-    lam = 0.75 * jnp.max(spot_floor, axis=0)
-    safe_lam = jnp.maximum(lam, 1e-300)
-    absorb = (jnp.sqrt(gamma * r_out * r_in / safe_lam) - r_in) / gamma
-    absorb = jnp.where(spot_floor < lam, 0.0, jnp.clip(absorb, 0.0, 0.9 * r_in))
-    dropped = is_sell & (lam > 0.0) & (total >= jnp.sum(absorb, axis=0))
-    return jnp.where(dropped, 0.0, pro_rata)
-
-
 def _program(pools: Sequence[Any], config: SimConfig, profile: str, smooth: float,
              batch: int, params_batched: bool, absolute_price: bool = True):
     """The initial state and the per-event transition of `batch` simulations.
@@ -246,17 +204,18 @@ def _program(pools: Sequence[Any], config: SimConfig, profile: str, smooth: floa
     n_epochs = max((steps - 1) // epoch_len, 1)
     floor = config.arb_profit_floor
     p_axis = -1 if params_batched else None
-    pool_fees = [jax.vmap(p.fees, in_axes=(p_axis, -1), out_axes=-1, axis_size=batch)
+    pool_fees = [jax.vmap(p.fees, in_axes=(p_axis, -1, -1), out_axes=-1, axis_size=batch)
                  for p in pools]
-    on_trade = [jax.vmap(p.fast_on_trade, in_axes=(p_axis, -1, -1), out_axes=-1, axis_size=batch)
+    on_trade = [jax.vmap(p.on_trade, in_axes=(p_axis, -1, -1), out_axes=-1, axis_size=batch)
                 for p in pools]
-    on_epoch = [jax.vmap(p.fast_on_epoch, in_axes=(p_axis, -1, -1), out_axes=-1, axis_size=batch)
+    on_epoch = [jax.vmap(p.on_epoch, in_axes=(p_axis, -1, -1), out_axes=-1, axis_size=batch)
                 for p in pools]
 
     def fees(s: FastState, params, norm_fee):
         buy, sell = [], []
         for i in range(n):
-            fb, fs = pool_fees[i](params[i], s.pool_states[i])
+            view = FeeView(s.fair, s.rx[i], s.ry[i], s.step)
+            fb, fs = pool_fees[i](params[i], s.pool_states[i], view)
             buy.append(fb)
             sell.append(fs)
         buy.append(norm_fee)
@@ -317,7 +276,7 @@ def _program(pools: Sequence[Any], config: SimConfig, profile: str, smooth: floa
             split = reference_router_split(total, r_in, r_out, gamma)
         else:
             spot_floor = jnp.floor(s.ry / s.rx)
-            split = _reference_split(total, r_in, r_out, gamma, spot_floor, ~ev_is_buy)
+            split = published_split(total, r_in, r_out, gamma, spot_floor, ~ev_is_buy)
         out = cpamm_out(split, r_in, r_out, gamma)
         active = go & (split > 0.0)
         booked = book(s, active, jnp.where(ev_is_buy, -out, split),
@@ -365,8 +324,8 @@ def _program(pools: Sequence[Any], config: SimConfig, profile: str, smooth: floa
     def body(s: FastState, ev, params, norm_fee):
         step, flags, size, price = ev
         fair = price if absolute_price else s.fair * price
-        s = s._replace(fair=fair)
         step = step.astype(jnp.int32)
+        s = s._replace(fair=fair, step=step)
         first, order = (flags & FIRST) != 0, (flags & ORDER) != 0
         last, is_buy = (flags & LAST) != 0, (flags & BUY) != 0
         s = arbitrage(s, params, norm_fee, fair, step, first)
@@ -394,7 +353,8 @@ def _program(pools: Sequence[Any], config: SimConfig, profile: str, smooth: floa
             log_trades=jnp.zeros((n, n_epochs, batch), jnp.int32),
             log_score=jnp.zeros((n, n_epochs, batch), dtype),
             n_epochs=jnp.zeros((batch,), jnp.int32),
-            fair=jnp.full((batch,), config.initial_price, dtype))
+            fair=jnp.full((batch,), config.initial_price, dtype),
+            step=jnp.zeros((batch,), jnp.int32))
 
     return init, body
 

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from conftest import STRATEGIES, load_golden
+from jax_reference.engine import simulate_reference, tape_rows
+from jax_reference.native import NativePool
 from propamm_jax.config import SimConfig
-from propamm_jax.engine import simulate_reference, tape_rows
 from propamm_jax.native.bridge import PoolSpec, run_core
 from propamm_jax.native.build import compile_rust
 from propamm_jax.pools.constant_product import ConstantProduct
-from propamm_jax.pools.native import NativePool
 from propamm_jax.tape import make_tape
 
 pytestmark = pytest.mark.usefixtures("x64")

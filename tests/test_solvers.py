@@ -11,10 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from propamm_jax.solvers import reference
+from jax_reference import solvers as reference
 from propamm_jax.solvers.closed_form import (
-    _fd_allocation, fd_level, optimal_arbitrage, reference_router_split)
-from propamm_jax.u64 import cpamm_quote
+    fd_allocation, fd_level, optimal_arbitrage, reference_router_split)
+from jax_reference.u64 import cpamm_quote
 
 pytestmark = pytest.mark.usefixtures("x64")
 
@@ -78,7 +78,7 @@ def test_router_single_step_equals_exact_root():
     r_out = np.where(is_buy, rx.T, ry.T)
     fast = np.asarray(reference_router_split(total, r_in, r_out, gamma))
     level = fd_level(total, r_in, r_out, gamma, 0.001, 0.001, 4)
-    exact, _ = _fd_allocation(level, r_in, r_out, gamma, 0.001, 0.001)
+    exact, _ = fd_allocation(level, r_in, r_out, gamma, 0.001, 0.001)
     exact = np.asarray(exact * (total / jnp.sum(exact, axis=0)))
     assert np.max(np.abs(fast - exact) / total) < 1e-11
 

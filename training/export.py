@@ -1,8 +1,8 @@
 """`propamm export`: a `dynamic_fee` policy as a single-file Rust submission.
 
 The submission keeps DynamicFee's features in its 1024-byte storage (f64 slots, in
-DFState's order) and updates them with the same formulas as `DynamicFee.fast_on_trade` /
-`fast_on_epoch`, reading them from the after-swap (tag 2) and epoch (tag 5) payloads. The
+DFState's order) and updates them with the same formulas as `DynamicFee.on_trade` /
+`on_epoch`, reading them from the after-swap (tag 2) and epoch (tag 5) payloads. The
 quote is `DynamicFee.quote`: gamma in parts per million, constant product in u128. The
 parameters are written as exact f64 literals, so the only differences from the fast path are
 the payload's f32 fields (flow, capital weight, competitor prices), integer reserves and the

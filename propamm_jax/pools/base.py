@@ -1,60 +1,133 @@
-"""What every pool class provides, and the observations the engine hands to pools.
+"""What a pool family provides, and what the fast engine shows it.
 
-Pools are stateless: a pool object holds only static configuration (hashable, so it can be a
-static argument of `jit`); its `params` and `state` pytrees are passed in and returned. The
-observations mirror the reference's after-swap and epoch-boundary payloads field by field,
-so a parametric policy sees what a compiled strategy would see.
+A family is one file: a frozen dataclass (static configuration only, hashable, so that it can
+be a static argument of `jit`) with two halves.
+
+- Its **fee policy**: `init_state`, `fees`, `on_trade`, `on_epoch`. `params` and `state` are
+  pytrees passed in and returned; nothing is kept in `self`.
+- Its **curve**: `spot` and `amount_out` at least. The solvers use the family's closed forms
+  `arbitrage` and `demand` where it has them, and otherwise the generic differentiable ones of
+  `propamm_jax.fast.solvers` (Newton with implicit differentiation), which need only
+  `amount_out`. `ConstantProductCurve` (`pools/constant_product.py`) is the constant-product
+  curve with every closed form, to inherit.
+
+Every method sees ONE simulation: the engine vmaps it over its batch. Amounts are unscaled
+floats (1.0 = one unit of X or Y, not 1e9 nano-units); reserves are the pool's real reserves.
+The observations mirror the reference's after-swap (tag 2) and epoch-boundary (tag 5)
+payloads field by field, so a policy sees what a compiled strategy would see (plus, in
+`FeeView`, what an oracle family may use: the step's true fair price).
+
+This module imports no engine: the engine imports it.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import jax.numpy as jnp
 
+# The published router compares forward-difference marginals (out(x + d) - out(x)) / d with
+# d = ROUTER_STEP[0] * x + ROUTER_STEP[1], not derivatives; `demand` is measured the same way.
+ROUTER_STEP = (0.001, 0.001)
+MAX_IN_FRAC = 0.9  # no trade takes more than this fraction of the input-side reserve
+
 
 class TradeObs(NamedTuple):
-    """The after-swap payload (tag 2) as arrays; `active` is False when no trade happened."""
+    """The after-swap payload (tag 2) in float units; `active` is False (or, in a smoothed
+    engine, a weight below 1) where the pool did not trade."""
 
     active: jnp.ndarray
-    is_buy: jnp.ndarray          # trader buys X (pays Y)
-    input_amount: jnp.ndarray    # u64
-    output_amount: jnp.ndarray   # u64
-    reserve_x: jnp.ndarray       # u64, post-trade
-    reserve_y: jnp.ndarray       # u64
-    sim_step: jnp.ndarray        # u64
-    epoch_step: jnp.ndarray      # u32
-    epoch_number: jnp.ndarray    # u32
-    n_strategies: jnp.ndarray    # u8
-    strategy_index: jnp.ndarray  # u8
-    flow_captured: jnp.ndarray   # f32
-    capital_weight: jnp.ndarray  # f32
-    competitor_prices: jnp.ndarray  # f32[8], NaN where unused
+    is_buy: jnp.ndarray            # the trader bought X (paid Y)
+    amount_in: jnp.ndarray
+    amount_out: jnp.ndarray
+    reserve_x: jnp.ndarray         # after the trade
+    reserve_y: jnp.ndarray
+    step: jnp.ndarray
+    epoch_step: jnp.ndarray
+    epoch_number: jnp.ndarray
+    flow: jnp.ndarray              # share of the retail order this pool took; 0 for arbitrage
+    capital_weight: jnp.ndarray
+    competitor_prices: jnp.ndarray  # [8], NaN where unused (order: `fast.step.competitors`)
 
 
 class EpochObs(NamedTuple):
-    """The epoch-boundary payload (tag 5) as arrays."""
+    """The epoch-boundary payload (tag 5) in float units, after the rebalance."""
 
     active: jnp.ndarray
-    epoch_number: jnp.ndarray    # u32
-    reserve_x: jnp.ndarray       # u64, after the rescale
+    epoch_number: jnp.ndarray
+    reserve_x: jnp.ndarray
     reserve_y: jnp.ndarray
-    epoch_edge: jnp.ndarray      # f64
-    cumulative_edge: jnp.ndarray  # f64
-    capital_weight: jnp.ndarray  # f32
+    epoch_edge: jnp.ndarray
+    cumulative_edge: jnp.ndarray
+    capital_weight: jnp.ndarray
 
 
-class Pool(Protocol):
-    """The interface the engines use. `Any` stands for a pool-specific pytree."""
+class FeeView(NamedTuple):
+    """What `fees` sees besides the pool's params and state, at the moment it quotes.
+
+    `fair` is the step's TRUE fair price, which no compiled strategy can see: it is here for
+    oracle families (an upper bound on what a fee policy can earn). Ordinary families must
+    ignore it, or their fast-path edges stop matching the official score of their export."""
+
+    fair: jnp.ndarray
+    reserve_x: jnp.ndarray
+    reserve_y: jnp.ndarray
+    step: jnp.ndarray
+
+
+class Arbitrage(NamedTuple):
+    """The profit-maximising arbitrage against one pool at the fair price."""
+
+    is_buy: jnp.ndarray      # the arbitrageur buys X (pays Y)
+    amount_in: jnp.ndarray   # before fee, capped at MAX_IN_FRAC of the input reserve
+    amount_out: jnp.ndarray
+    profit: jnp.ndarray      # in Y
+
+
+@runtime_checkable
+class FeePolicy(Protocol):
+    """The fee half of a family. `Any` stands for a family-specific pytree."""
 
     def init_state(self, params: Any) -> Any:
-        """State at the start of a simulation (storage zeroed, features reset)."""
+        """State at the start of a simulation (features reset)."""
 
-    def quote(self, params: Any, state: Any, is_buy, amount, reserve_x, reserve_y):
-        """Exact u64 output for a u64 input, as a compiled strategy would return it."""
+    def fees(self, params: Any, state: Any, view: FeeView) -> tuple[Any, Any]:
+        """(buy, sell) fee fractions: for a trader buying X (Y in), selling X (X in)."""
 
     def on_trade(self, params: Any, state: Any, obs: TradeObs) -> Any:
-        """State after an own trade (only where `obs.active`)."""
+        """State after an own trade (unchanged where `obs.active` is False)."""
 
     def on_epoch(self, params: Any, state: Any, obs: EpochObs) -> Any:
-        """State after an epoch boundary (only where `obs.active`)."""
+        """State after an epoch boundary (unchanged where `obs.active` is False)."""
+
+
+@runtime_checkable
+class Curve(Protocol):
+    """The curve half of a family: how reserves price a trade (fee already taken out)."""
+
+    def spot(self, params: Any, rx, ry):
+        """Marginal price of X in Y at zero size, before fees."""
+
+    def amount_out(self, params: Any, rx, ry, is_buy, effective_in):
+        """Output for an input after fee (`(1 - fee) * amount_in`): X out for Y in where
+        `is_buy`, Y out for X in otherwise. Differentiable, increasing and concave."""
+
+    # Optional closed forms (the generic solvers stand in where a family lacks one):
+    #   arbitrage(params, rx, ry, fair, gamma_buy, gamma_sell) -> Arbitrage
+    #   demand(params, rx, ry, is_buy, gamma, lam) -> amount_in (before fee) at which the
+    #       router's forward-difference marginal output (ROUTER_STEP) equals the shadow
+    #       price `lam`, clipped to [0, MAX_IN_FRAC * input reserve]
+    # and two group closed forms, used when EVERY pool of a simulation (the normalizer
+    # included) has the same one, on arrays stacked over pools ([pools, sims]):
+    #   route(total, rx, ry, is_buy, gamma) -> inputs: the corrected router's split
+    #   reference_route(total, rx, ry, is_buy, gamma) -> inputs: what the published
+    #       solvers amount to (`reference` profile; a family without it cannot run there)
+
+
+class Pool(FeePolicy, Curve, Protocol):
+    """A pool family: a fee policy on a curve (both halves above)."""
+
+
+def has_closed_form(pool: Any, name: str) -> bool:
+    """Whether a pool's family supplies the optional closed form `name`."""
+    return callable(getattr(pool, name, None))

@@ -1,4 +1,9 @@
-"""Constant-product pools with fees on the input: fixed-fee strategies and the normalizer."""
+"""The constant-product curve (x * y = k, fee on the input), and fixed-fee pools on it.
+
+`ConstantProductCurve` is the curve half of a family with every closed form the solvers use:
+inherit it and write only a fee policy (`ConstantProduct` below, `DynamicFee`). The math
+lives in `propamm_jax.fast.solvers` (pure functions, no engine), shared with the normalizer.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,43 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import jax.numpy as jnp
+from jax import lax
 
-from propamm_jax.pools.base import EpochObs, TradeObs
-from propamm_jax.u64 import cpamm_quote
+from propamm_jax.pools.base import ROUTER_STEP, Arbitrage, EpochObs, FeeView, TradeObs
+from propamm_jax.solvers import closed_form as cf
+
+
+def _sides(is_buy, rx, ry):
+    """(input reserve, output reserve) of a trade: Y in and X out when the trader buys X."""
+    return jnp.where(is_buy, ry, rx), jnp.where(is_buy, rx, ry)
+
+
+class ConstantProductCurve:
+    """x * y = k with the fee taken from the input. Ignores `params` (no curve parameters),
+    so that every pool on it, the normalizer included, shares the group closed forms."""
+
+    def spot(self, params, rx, ry):
+        return ry / rx
+
+    def amount_out(self, params, rx, ry, is_buy, effective_in):
+        r_in, r_out = _sides(is_buy, rx, ry)
+        return r_out * effective_in / (r_in + effective_in)
+
+    def arbitrage(self, params, rx, ry, fair, gamma_buy, gamma_sell) -> Arbitrage:
+        return Arbitrage(*cf.optimal_arbitrage(rx, ry, fair, gamma_buy, gamma_sell))
+
+    def demand(self, params, rx, ry, is_buy, gamma, lam):
+        r_in, r_out = _sides(is_buy, rx, ry)
+        x, _ = cf.fd_allocation(lax.rsqrt(lam), r_in, r_out, gamma, *ROUTER_STEP)
+        return x
+
+    def route(self, total, rx, ry, is_buy, gamma):
+        r_in, r_out = _sides(is_buy, rx, ry)
+        return cf.reference_router_split(total, r_in, r_out, gamma, *ROUTER_STEP)
+
+    def reference_route(self, total, rx, ry, is_buy, gamma):
+        r_in, r_out = _sides(is_buy, rx, ry)
+        return cf.published_split(total, r_in, r_out, gamma, jnp.floor(ry / rx), ~is_buy)
 
 
 class CPParams(NamedTuple):
@@ -19,8 +58,8 @@ class CPParams(NamedTuple):
 
 
 @dataclass(frozen=True)
-class ConstantProduct:
-    """x*y=k with an input fee; the same quote as a `fixed_NNbps.rs` submission."""
+class ConstantProduct(ConstantProductCurve):
+    """A fixed fee on each side; the same pool as a `fixed_NNbps.rs` submission."""
 
     def params(self, fee_bps: float, fee_sell_bps: float | None = None) -> CPParams:
         sell = fee_bps if fee_sell_bps is None else fee_sell_bps
@@ -29,25 +68,11 @@ class ConstantProduct:
     def init_state(self, params: CPParams) -> tuple:
         return ()
 
-    def fees(self, params: CPParams, state) -> tuple[jnp.ndarray, jnp.ndarray]:
-        """Fee fractions (buy, sell) for the closed-form solvers."""
+    def fees(self, params: CPParams, state, view: FeeView):
         return params.fee_buy_bps / 10_000.0, params.fee_sell_bps / 10_000.0
-
-    def quote(self, params: CPParams, state, is_buy, amount, reserve_x, reserve_y):
-        fee = jnp.where(is_buy, params.fee_buy_bps, params.fee_sell_bps)
-        fee_u = jnp.round(fee).astype(jnp.uint64)
-        r_in = jnp.where(is_buy, reserve_y, reserve_x)
-        r_out = jnp.where(is_buy, reserve_x, reserve_y)
-        return cpamm_quote(amount, r_in, r_out, fee_u)
 
     def on_trade(self, params: CPParams, state, obs: TradeObs):
         return state
 
     def on_epoch(self, params: CPParams, state, obs: EpochObs):
-        return state
-
-    def fast_on_trade(self, params: CPParams, state, obs):
-        return state
-
-    def fast_on_epoch(self, params: CPParams, state, obs):
         return state

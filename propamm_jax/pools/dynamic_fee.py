@@ -32,7 +32,8 @@ import jax
 import jax.numpy as jnp
 
 from propamm_jax.errors import PropammError, read_json
-from propamm_jax.u64 import mul_div_floor
+from propamm_jax.pools.base import EpochObs, FeeView, TradeObs
+from propamm_jax.pools.constant_product import ConstantProductCurve
 
 FAMILY = "dynamic_fee"
 VERSION = 2
@@ -64,7 +65,7 @@ class DFState(NamedTuple):
 
 
 @dataclass(frozen=True)
-class DynamicFee:
+class DynamicFee(ConstantProductCurve):
     """Static configuration: fee bounds (bps) and the epoch length used for progress."""
 
     fee_min_bps: float = 5.0
@@ -81,8 +82,8 @@ class DynamicFee:
         z = jnp.zeros((), jnp.result_type(params.bias))
         return DFState(z, z, z, z, z, z, z, z, z)
 
-    def fees(self, params: DFParams, state: DFState):
-        """(buy, sell) fee fractions."""
+    def fees(self, params: DFParams, state: DFState, view: FeeView | None = None):
+        """(buy, sell) fee fractions (from the features alone: `view` is not used)."""
         z = (params.bias + params.w_vol * 100.0 * state.vol + params.w_flow * state.flow
              + params.w_weight * state.weight + params.w_epoch * state.epoch_progress
              + params.w_gap * 100.0 * state.gap)
@@ -92,7 +93,7 @@ class DynamicFee:
         # skew > 0: holding more X than at the rebalance; trades that bring X in (sells) pay more
         return low + span * jax.nn.sigmoid(z - tilt), low + span * jax.nn.sigmoid(z + tilt)
 
-    def fast_on_trade(self, params: DFParams, state: DFState, obs) -> DFState:
+    def on_trade(self, params: DFParams, state: DFState, obs: TradeObs) -> DFState:
         spot = obs.reserve_y / obs.reserve_x
         ret = jnp.where(state.last_spot > 0.0,
                         jnp.abs(jnp.log(spot / jnp.where(state.last_spot > 0.0, state.last_spot, 1.0))),
@@ -113,47 +114,11 @@ class DynamicFee:
             fair=jnp.where(obs.flow == 0.0, revealed, state.fair))
         return _blend(obs.active, new, state)
 
-    def fast_on_epoch(self, params: DFParams, state: DFState, obs) -> DFState:
+    def on_epoch(self, params: DFParams, state: DFState, obs: EpochObs) -> DFState:
         new = state._replace(vol=0.5 * state.vol, weight=obs.capital_weight,
                              ref_rx=obs.reserve_x, skew=jnp.zeros_like(state.skew),
                              epoch_progress=jnp.zeros_like(state.epoch_progress))
         return _blend(obs.active, new, state)
-
-    def on_trade(self, params: DFParams, state: DFState, obs) -> DFState:
-        """The reference engine's integer after-swap observation, in float units."""
-        from propamm_jax.fast import FastObs
-
-        f = state.vol.dtype
-        return self.fast_on_trade(params, state, FastObs(
-            active=obs.active, is_buy=obs.is_buy,
-            amount_in=obs.input_amount.astype(f) / 1e9, amount_out=obs.output_amount.astype(f) / 1e9,
-            reserve_x=obs.reserve_x.astype(f) / 1e9, reserve_y=obs.reserve_y.astype(f) / 1e9,
-            step=obs.sim_step.astype(f), epoch_step=obs.epoch_step.astype(f),
-            epoch_number=obs.epoch_number.astype(f), flow=obs.flow_captured.astype(f),
-            capital_weight=obs.capital_weight.astype(f),
-            competitor_prices=obs.competitor_prices.astype(f)))
-
-    def on_epoch(self, params: DFParams, state: DFState, obs) -> DFState:
-        from propamm_jax.fast import FastEpochObs
-
-        f = state.vol.dtype
-        return self.fast_on_epoch(params, state, FastEpochObs(
-            active=obs.active, epoch_number=obs.epoch_number.astype(f),
-            reserve_x=obs.reserve_x.astype(f) / 1e9, reserve_y=obs.reserve_y.astype(f) / 1e9,
-            epoch_edge=obs.epoch_edge, cumulative_edge=obs.cumulative_edge,
-            capital_weight=obs.capital_weight.astype(f)))
-
-    def quote(self, params, state, is_buy, amount, reserve_x, reserve_y):
-        """Integer quote for the reference solvers: fee applied in parts per million."""
-        fee_buy, fee_sell = self.fees(params, state)
-        fee = jnp.where(is_buy, fee_buy, fee_sell)
-        gamma_ppm = jnp.floor((1.0 - fee) * 1e6).astype(jnp.uint64)
-        amount = jnp.asarray(amount, jnp.uint64)
-        eff = mul_div_floor(amount, gamma_ppm, jnp.uint64(1_000_000))
-        r_in = jnp.where(is_buy, reserve_y, reserve_x)
-        r_out = jnp.where(is_buy, reserve_x, reserve_y)
-        zero = (amount == 0) | (r_in == 0) | (r_out == 0)
-        return jnp.where(zero, jnp.uint64(0), mul_div_floor(r_out, eff, r_in + eff))
 
 
 def deviation(state: DFState):

@@ -88,10 +88,25 @@ def pro_rata_split(total, r_in):
     return total * r_in / jnp.sum(r_in, axis=0)
 
 
-__all__ = ["cpamm_out", "optimal_arbitrage", "equimarginal_split", "pro_rata_split"]
+def published_split(total, r_in, r_out, gamma, spot_floor, is_sell):
+    """The published router on constant-product pools (`reference` profile): pro rata, or
+    nothing for a sell order larger than what the pools absorb at 0.75 x the best marginal
+    at zero.
+
+    The router's marginal at zero quotes 1 and 2 nano-units: for a sell that is the spot
+    truncated to an integer (`spot_floor`: fees vanish in the rounding), for a buy it is 0,
+    so a buy is always split pro rata.
+    """
+    pro_rata = pro_rata_split(total, r_in)
+    lam = 0.75 * jnp.max(spot_floor, axis=0)
+    safe_lam = jnp.maximum(lam, 1e-300)
+    absorb = (jnp.sqrt(gamma * r_out * r_in / safe_lam) - r_in) / gamma
+    absorb = jnp.where(spot_floor < lam, 0.0, jnp.clip(absorb, 0.0, 0.9 * r_in))
+    dropped = is_sell & (lam > 0.0) & (total >= jnp.sum(absorb, axis=0))
+    return jnp.where(dropped, 0.0, pro_rata)
 
 
-def _fd_allocation(level, r_in, r_out, gamma, step_rel: float, step_abs: float):
+def fd_allocation(level, r_in, r_out, gamma, step_rel: float, step_abs: float):
     """Input at which a pool's forward-difference marginal (step `step_rel * x + step_abs`)
     equals `lam = level ** -2`, clipped to [0, 0.9 * r_in], and its derivative with respect to
     `level` (in which the allocation is nearly linear, so Newton converges in a few steps).
@@ -126,7 +141,7 @@ def reference_router_split(total, r_in, r_out, gamma, step_rel: float = 0.001,
     and its derivative is the implicit one up to the same order (no loop is differentiated).
     """
     level, _, _ = water_level(total, r_in, r_out, gamma, 1.0 + 0.5 * step_rel, 0.5 * step_abs)
-    alloc, slope = _fd_allocation(level, r_in, r_out, gamma, step_rel, step_abs)
+    alloc, slope = fd_allocation(level, r_in, r_out, gamma, step_rel, step_abs)
     slope_sum = jnp.sum(slope, axis=0)
     flat = slope_sum <= 0.0  # no pool strictly inside: nothing to move
     move = jnp.where(flat, 0.0, (total - jnp.sum(alloc, axis=0)) / jnp.where(flat, 1.0, slope_sum))
@@ -151,7 +166,7 @@ def fd_level(total, r_in, r_out, gamma, step_rel: float, step_abs: float, newton
     """
     level, _, _ = water_level(total, r_in, r_out, gamma, 1.0 + 0.5 * step_rel, 0.5 * step_abs)
     for _ in range(newton_steps):
-        alloc, slope = _fd_allocation(level, r_in, r_out, gamma, step_rel, step_abs)
+        alloc, slope = fd_allocation(level, r_in, r_out, gamma, step_rel, step_abs)
         slope = jnp.sum(slope, axis=0)
         flat = slope <= 0.0  # no pool strictly inside: nothing to move
         level = level - jnp.where(
@@ -165,11 +180,11 @@ def _fd_level_jvp(step_rel, step_abs, newton_steps, primals, tangents):
     level = fd_level(*primals, step_rel, step_abs, newton_steps)
 
     def excess(total, r_in, r_out, gamma):
-        alloc, _ = _fd_allocation(level, r_in, r_out, gamma, step_rel, step_abs)
+        alloc, _ = fd_allocation(level, r_in, r_out, gamma, step_rel, step_abs)
         return jnp.sum(alloc, axis=0) - total
 
     _, d_excess = jax.jvp(excess, primals, tangents)
-    _, slope = _fd_allocation(level, *primals[1:], step_rel, step_abs)
+    _, slope = fd_allocation(level, *primals[1:], step_rel, step_abs)
     slope = jnp.sum(slope, axis=0)
     flat = slope <= 0.0
     return level, jnp.where(flat, 0.0, -d_excess / jnp.where(flat, 1.0, slope))

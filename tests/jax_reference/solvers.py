@@ -17,7 +17,7 @@ from typing import Callable
 import jax.numpy as jnp
 from jax import lax
 
-from propamm_jax.u64 import f64_to_u64, u64_to_f64
+from jax_reference.u64 import f64_to_u64, u64_to_f64
 
 SCALE_F = 1e9
 TINY = 1.0 / SCALE_F

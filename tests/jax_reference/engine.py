@@ -3,10 +3,12 @@
 `simulate_reference` runs one simulation (vmap it over seeds or parameters) as a `lax.scan`
 over steps: price, arbitrage of each strategy then of the normalizer, the step's retail orders
 through the N-way router, then the epoch boundary. It follows the native core step for step,
-so parametric pools and `NativePool`s can be compared on the reference's own solvers.
+so parametric pools (through `adapters.integer_pool`) and `NativePool`s can be compared on
+the reference's own solvers.
 
-Official scoring runs the same step natively (see the README's architecture section): with
-hundreds of dependent quotes per step, per-quote host callbacks would be ~100x too slow.
+Test support only: official scoring runs the same step natively (see the README's
+architecture section); with hundreds of dependent quotes per step, per-quote host callbacks
+would be ~100x too slow.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from jax import lax
 
 from propamm_jax.config import SimConfig
 from propamm_jax.errors import PropammError
-from propamm_jax.pools.base import EpochObs, TradeObs
-from propamm_jax.solvers.reference import SCALE_F, arbitrage, route
-from propamm_jax.u64 import f64_to_u64, normalizer_quote, u64_to_f64
+from jax_reference.adapters import integer_pool
+from jax_reference.obs import EpochObs, TradeObs
+from jax_reference.solvers import SCALE_F, arbitrage, route
+from jax_reference.u64 import f64_to_u64, normalizer_quote, u64_to_f64
 
 U64_MAX = np.uint64(2**64 - 1)
 
@@ -125,6 +128,7 @@ def simulate_reference(pools: Sequence[Any], params: Sequence[Any], config: SimC
     Needs 64-bit JAX (`jax.config.update("jax_enable_x64", True)`), since reserves are u64.
     """
     require_x64()
+    pools = [integer_pool(p) for p in pools]
     corrected = profile == "corrected"
     n = len(pools)
     steps, epoch_len = config.steps, config.epoch_len

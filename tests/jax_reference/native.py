@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from propamm_jax.pools.base import EpochObs, TradeObs
+from jax_reference.obs import EpochObs, TradeObs
 
 STORAGE = 1024
 
