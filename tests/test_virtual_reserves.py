@@ -1,0 +1,206 @@
+"""The virtual-reserves family (concentrated liquidity): its closed forms against brute force,
+its Rust export (compiles, validates, quotes what the fast path quotes), and its fast-path
+edges against the official score of its export."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+needs_rustc = pytest.mark.skipif(shutil.which("rustc") is None, reason="needs rustc")
+
+
+def _states(n=60, seed=3):
+    """Random pools: reserves around and away from the range's centre, random fees and
+    concentrations (1 = constant product, up to the family's maximum)."""
+    rng = np.random.default_rng(seed)
+    rx = 100.0 * np.exp(rng.uniform(-2.0, 2.0, n))
+    price = 100.0 * np.exp(rng.uniform(-0.4, 0.4, n))
+    ry = rx * price * np.exp(rng.uniform(-0.5, 0.5, n))
+    conc = np.where(rng.uniform(size=n) < 0.15, 1.0, rng.uniform(1.0, 10.0, n))
+    fee_b, fee_s = rng.uniform(1.0, 200.0, n), rng.uniform(1.0, 200.0, n)
+    fair = (ry / rx) * np.exp(rng.uniform(-0.2, 0.2, n))
+    return rx, ry, conc, fee_b, fee_s, fair
+
+
+def _pool():
+    from propamm_jax.pools.virtual_reserves import VirtualReserves
+
+    return VirtualReserves()
+
+
+def test_curve_is_the_range_position(x64):
+    """L is the same before and after a trade (one curve), at rescaled reserves the price is
+    unchanged, concentration 1 is constant product, and the marginal at zero is `spot`."""
+    from propamm_jax.solvers.closed_form import cpamm_out
+
+    pool = _pool()
+    rx, ry, conc, fb, fs, _ = _states()
+    p = pool.params(fb, fs, conc)
+    vx, vy = map(np.asarray, pool.virtual(p, rx, ry))
+    spot = np.asarray(pool.spot(p, rx, ry))
+    for is_buy in (True, False):
+        r_in, r_out = (ry, rx) if is_buy else (rx, ry)
+        e = 0.05 * r_in
+        out = np.asarray(pool.amount_out(p, rx, ry, is_buy, e))
+        nx, ny = (rx - out, ry + e) if is_buy else (rx + e, ry - out)
+        wx, wy = map(np.asarray, pool.virtual(p, nx, ny))
+        free = out < r_out - 1e-6  # the cap not reached: the trade stays on one curve
+        assert free.sum() > 40
+        np.testing.assert_allclose((wx * wy)[free], (vx * vy)[free], rtol=1e-10)
+        h = 1e-7 * r_in
+        marginal = np.asarray(pool.amount_out(p, rx, ry, is_buy, h)) / h
+        np.testing.assert_allclose(marginal, 1.0 / spot if is_buy else spot, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(pool.spot(p, 3.0 * rx, 3.0 * ry)), vy / vx, rtol=1e-12)
+    one = pool.params(30.0, 30.0, 1.0)
+    assert float(pool.amount_out(one, 100.0, 9000.0, True, 50.0)) == pytest.approx(
+        float(cpamm_out(50.0, 9000.0, 100.0, 1.0)), rel=1e-14)
+
+
+def test_concentration_deepens_the_pool_and_the_output_is_capped(x64):
+    pool = _pool()
+    outs = [float(pool.amount_out(pool.params(30.0, 30.0, c), 100.0, 10_000.0, True, 500.0))
+            for c in (1.0, 2.0, 5.0, 10.0)]
+    slippage = [5.0 - o for o in outs]  # against 500 Y at the spot price 100
+    assert outs == sorted(outs) and slippage[-1] < slippage[0] / 5.0
+    # Near the top of the range: a large buy takes every X but one nano-unit, no more.
+    p = pool.params(30.0, 30.0, 10.0)
+    assert float(pool.amount_out(p, 1.0, 12_000.0, True, 1e6)) == pytest.approx(1.0 - 1e-9)
+    assert float(pool.amount_out(p, 1.0, 12_000.0, True, 1e9)) <= 1.0 - 1e-9
+
+
+def test_arbitrage_matches_brute_force(x64):
+    """Against the official arbitrageur on a fine grid: direction by ry / rx, profit
+    maximised over [0, 0.9 * real input reserve]."""
+    pool = _pool()
+    rx, ry, conc, fb, fs, fair = _states(80, seed=5)
+    p = pool.params(fb, fs, conc)
+    g_b, g_s = 1.0 - fb / 1e4, 1.0 - fs / 1e4
+    arb = pool.arbitrage(p, rx, ry, fair, g_b, g_s)
+    buy = ry / rx < fair
+    g, r_in = np.where(buy, g_b, g_s), np.where(buy, ry, rx)
+    grid = np.linspace(0.0, 0.9, 100_001)[:, None] * r_in
+    out = np.asarray(pool.amount_out(p, rx, ry, buy, g * grid))
+    profit = np.where(buy, fair * out - grid, out - fair * grid)
+    k = np.argmax(profit, axis=0)
+    best, x = profit[k, np.arange(len(rx))], grid[k, np.arange(len(rx))]
+    assert np.array_equal(np.asarray(arb.is_buy), buy)
+    assert np.all(np.asarray(arb.profit) >= best - 1e-9 * np.maximum(1.0, np.abs(best)))
+    np.testing.assert_allclose(np.asarray(arb.amount_in), x, rtol=0, atol=2e-5 * r_in.max())
+    assert np.all(np.abs(np.asarray(arb.amount_in) - x) <= 2.0 * 0.9e-5 * r_in)
+    traded = np.asarray(arb.amount_in) > 0.0
+    assert 10 < traded.sum() < len(rx)  # both trading and idle states were exercised
+
+
+def _fd(pool, p, rx, ry, is_buy, g, x):
+    from propamm_jax.pools.base import ROUTER_STEP
+
+    d = ROUTER_STEP[0] * x + ROUTER_STEP[1]
+    out = lambda v: np.asarray(pool.amount_out(p, rx, ry, is_buy, g * v))  # noqa: E731
+    return (out(x + d) - out(x)) / d
+
+
+def test_demand_matches_bisection_on_the_forward_difference(x64):
+    """`demand` against the router's own method: bisection on the forward-difference
+    marginal over [0, 0.9 * real input reserve], including states where the step reaches
+    past the output cap (a pool near the end of its range)."""
+    pool = _pool()
+    rx, ry, conc, fb, fs, _ = _states(60, seed=7)
+    rx = np.concatenate([rx, [0.02, 0.05]])  # nearly out of X: the cap binds for buys
+    ry = np.concatenate([ry, [12_000.0, 11_800.0]])
+    conc = np.concatenate([conc, [10.0, 8.0]])
+    fb, fs = np.concatenate([fb, [30.0, 30.0]]), np.concatenate([fs, [30.0, 30.0]])
+    p = pool.params(fb, fs, conc)
+    capped = 0
+    for is_buy in (True, False):
+        g = 1.0 - (fb if is_buy else fs) / 1e4
+        r_in, r_out = (ry, rx) if is_buy else (rx, ry)
+        m0 = _fd(pool, p, rx, ry, is_buy, g, np.zeros_like(rx))
+        for scale in (0.3, 0.7, 0.95, 1.2):
+            lam = scale * m0
+            got = np.asarray(pool.demand(p, rx, ry, is_buy, g, lam))
+            lo, hi = np.zeros_like(rx), 0.9 * r_in
+            hi = np.where(m0 < lam, 0.0, hi)
+            lo = np.where(_fd(pool, p, rx, ry, is_buy, g, hi) >= lam, hi, lo)
+            for _ in range(200):
+                mid = 0.5 * (lo + hi)
+                up = _fd(pool, p, rx, ry, is_buy, g, mid) >= lam
+                lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
+            np.testing.assert_allclose(got, 0.5 * (lo + hi), rtol=1e-9, atol=1e-12)
+            step_end = np.asarray(pool.amount_out(p, rx, ry, is_buy, g * (got * 1.001 + 0.001)))
+            capped += int(np.sum((step_end >= r_out - 1e-9) & (got > 0)))
+    assert capped >= 2
+
+
+def test_policy_file_round_trip_and_one_line_errors(tmp_path, x64):
+    from propamm_jax.errors import PropammError
+    from propamm_jax.pools.virtual_reserves import load_policy, read_policy, save_policy
+
+    pool = _pool()
+    path = save_policy(tmp_path / "policy.json", pool, pool.params(12.5, 40.0, 3.25))
+    got_pool, values = read_policy(path)
+    assert got_pool == pool
+    assert values == {"fee_buy_bps": 12.5, "fee_sell_bps": 40.0, "concentration": 3.25}
+    assert float(load_policy(path)[1].concentration) == 3.25
+    data = json.loads(path.read_text())
+    for field, value, message in [("concentration", 50.0, "params.concentration"),
+                                  ("fee_sell_bps", "x", "params.fee_sell_bps"),
+                                  ("fee_buy_bps", -1.0, "params.fee_buy_bps")]:
+        bad = dict(data, params=dict(data["params"], **{field: value}))
+        (tmp_path / "bad.json").write_text(json.dumps(bad))
+        with pytest.raises(PropammError, match=message) as err:
+            read_policy(tmp_path / "bad.json")
+        assert "\n" not in str(err.value) and "bad.json" in str(err.value)
+    (tmp_path / "other.json").write_text(json.dumps(dict(data, family="dynamic_fee")))
+    with pytest.raises(PropammError, match="family"):
+        read_policy(tmp_path / "other.json")
+
+
+def _export(tmp_path, fee_b=25.0, fee_s=35.0, conc=4.0, name="vr"):
+    from propamm_jax.pools.virtual_reserves import export, save_policy
+
+    pool = _pool()
+    policy = save_policy(tmp_path / f"{name}.json", pool, pool.params(fee_b, fee_s, conc))
+    return export(policy, tmp_path / f"{name}.rs")
+
+
+@needs_rustc
+def test_export_quotes_what_the_fast_path_quotes(tmp_path, x64):
+    """The compiled export's integer quote against `amount_out` on random states, within a
+    few nano-units plus the truncation of the effective input."""
+    from propamm_jax.native.bridge import NativeStrategy
+    from propamm_jax.native.build import compile_rust
+    from propamm_jax.validate import compute_payload
+
+    pool = _pool()
+    strategy = NativeStrategy(compile_rust(_export(tmp_path)))
+    p = pool.params(25.0, 35.0, 4.0)
+    rx, ry, *_ = _states(200, seed=11)
+    rng = np.random.default_rng(2)
+    worst = 0.0
+    for i in range(len(rx)):
+        for is_buy in (True, False):
+            r_in = ry[i] if is_buy else rx[i]
+            amount = int(r_in * 1e9 * 10.0 ** rng.uniform(-6, 0))
+            payload = np.frombuffer(compute_payload(is_buy, amount, int(rx[i] * 1e9),
+                                                    int(ry[i] * 1e9), bytes(1024)), np.uint8)
+            got = strategy.call_compute(payload.copy())
+            g = 1.0 - (25.0 if is_buy else 35.0) / 1e4
+            want = float(pool.amount_out(p, int(rx[i] * 1e9) / 1e9, int(ry[i] * 1e9) / 1e9,
+                                         is_buy, g * amount / 1e9)) * 1e9
+            worst = max(worst, abs(got - want) / max(want, 1.0))
+            # The effective input is truncated to a nano-unit, as in every integer quote.
+            tolerance = 3.0 + want * (1e-9 + 1.0 / (g * amount))
+            assert abs(got - want) <= tolerance, (i, is_buy, amount, got, want)
+    assert worst > 0.0  # integer arithmetic: some difference, so the comparison is live
+
+
+@needs_rustc
+def test_export_passes_validate(tmp_path, x64):
+    from propamm_jax.cli import main
+
+    path = _export(tmp_path, conc=10.0)
+    assert main(["validate", str(path)]) == 0
