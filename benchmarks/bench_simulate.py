@@ -71,9 +71,9 @@ def main() -> int:
 
     jax.config.update("jax_enable_x64", True)
     from propamm_jax.config import SimConfig
-    from propamm_jax.fast import build_market, event_width, pack_events
+    from propamm_jax.fast.events import event_width, market_of, pack_events
     from propamm_jax.native.build import cache_dir
-    from propamm_jax.runner import BatchRunner
+    from propamm_jax.fast.runner import BatchRunner
     from propamm_jax.simulation import parse_pool
     from propamm_jax.tape_cache import cached_tape
 
@@ -91,8 +91,8 @@ def main() -> int:
     tape = cached_tape(range(distinct), config.steps)
     batch = min(args.batch_size, args.simulations)
     width = event_width(tape)
-    market = build_market(tape, config, np_dtype)
-    packed = pack_events(tape, config, np_dtype, width)
+    market = market_of(tape, np_dtype)
+    packed = pack_events(tape, np_dtype, width)
     prep = time.perf_counter() - start
     print(f"tapes + events for {distinct} seeds: {prep:.1f} s", flush=True)
 

@@ -110,8 +110,7 @@ def with_arbitrage_noise(run):
     pseudo-random u * 7 w, u in [-1, 1] (see the module doc)."""
     import jax.numpy as jnp
 
-    from propamm_jax import fast
-    from propamm_jax.solvers import closed_form as cf
+    from propamm_jax.fast import solvers as cf
 
     exact = cf.optimal_arbitrage
 
@@ -132,7 +131,7 @@ def with_arbitrage_noise(run):
 
     import os
 
-    fast.optimal_arbitrage = noisy
+    cf.optimal_arbitrage = noisy
     # The stored-program cache is keyed by the package's source, which this patch leaves
     # alone: compile the patched program instead of loading the exact one.
     previous = os.environ.get("PROPAMM_NO_PROGRAM_CACHE")
@@ -140,7 +139,7 @@ def with_arbitrage_noise(run):
     try:
         return run()
     finally:
-        fast.optimal_arbitrage = exact
+        cf.optimal_arbitrage = exact
         if previous is None:
             os.environ.pop("PROPAMM_NO_PROGRAM_CACHE", None)
         else:

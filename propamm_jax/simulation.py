@@ -18,7 +18,6 @@ from propamm_jax.config import SimConfig, check_profile
 from propamm_jax.errors import PropammError
 from propamm_jax.results import Results
 
-EVENT_BLOCK = 1024  # event sequences are padded to a multiple of this: few distinct shapes
 
 
 @dataclass(frozen=True)
@@ -104,9 +103,10 @@ def simulate(pools: Sequence[str | PoolSpec], config: SimConfig | None = None,
     """
     import jax
 
-    from propamm_jax import batch_cache
-    from propamm_jax.fast import Packed, event_width, pack_events, step_dtype
-    from propamm_jax.runner import BatchRunner
+    from propamm_jax.fast import event_cache as batch_cache
+    from propamm_jax.fast.events import BLOCK, event_width, pack_events, pad_rows, step_dtype
+    from propamm_jax.fast.runner import BatchRunner
+    from propamm_jax.fast.types import Packed
     from propamm_jax.tape import parse_seed
     from propamm_jax.tape_cache import cached_tape
 
@@ -140,16 +140,16 @@ def simulate(pools: Sequence[str | PoolSpec], config: SimConfig | None = None,
 
     def load(chunk):
         """A stored packed batch, or the chunk's tape (host work, on the helper thread)."""
-        name = batch_cache.key(chunk, config.steps, rows, EVENT_BLOCK, np_dtype)
+        name = batch_cache.key(chunk, config.steps, rows, BLOCK, np_dtype)
         hit = batch_cache.load(name)
         if hit is not None:
             fields, market = hit
             return name, None, 0, Packed(*fields), market
         tape = cached_tape(chunk, config.steps)
-        return name, tape, event_width(tape, EVENT_BLOCK), None, None
+        return name, tape, event_width(tape, BLOCK), None, None
 
     def pack(name, tape, width):
-        packed = pack_events(tape, config, np_dtype, width, rows)
+        packed = pack_events(tape, np_dtype, width, rows)
         p = tape.params
         market = np.stack([p.sigma, p.lam, p.order_size_mean, p.norm_fee_bps,
                            p.norm_liquidity_mult], axis=1).astype(np.float64)
@@ -172,7 +172,7 @@ def simulate(pools: Sequence[str | PoolSpec], config: SimConfig | None = None,
             if k + 1 < len(chunks):
                 loading = host.submit(load, chunks[k + 1])
             meta = _meta(chunk, market)
-            fee, mult = _pad_rows(market[:, 3] / 10_000.0, rows), _pad_rows(market[:, 4], rows)
+            fee, mult = pad_rows(market[:, 3] / 10_000.0, rows), pad_rows(market[:, 4], rows)
             # Copied to the devices field by field, each host array released once copied:
             # a 10 000-simulation batch never holds two full copies of its events.
             fields = list(packed)
@@ -216,35 +216,6 @@ def _meta(seeds: list[int], market: np.ndarray):
     m = market[: len(seeds)]
     params = MarketParams(m[:, 0], m[:, 1], m[:, 2], m[:, 3].astype(np.int64), m[:, 4])
     return Tape(np.asarray(seeds, np.uint64), params, None, None, None, None)
-
-
-def _pad_rows(a: np.ndarray, rows: int) -> np.ndarray:
-    extra = rows - a.shape[0]
-    return a if extra <= 0 else np.concatenate([a, np.repeat(a[-1:], extra, axis=0)])
-
-
-def _pad(tree, rows: int):
-    """Pads the batch axis to `rows` (repeating the last row) and, for events, the event axis
-    to a multiple of EVENT_BLOCK, so that batches share one compiled program."""
-    from propamm_jax.fast import Events
-
-    def pad_rows(a):
-        if a is None:
-            return None
-        a = np.asarray(a)
-        extra = rows - a.shape[0]
-        return a if extra <= 0 else np.concatenate([a, np.repeat(a[-1:], extra, axis=0)])
-
-    tree = type(tree)(*(pad_rows(a) for a in tree))
-    if isinstance(tree, Events) and tree.step.shape[1] % EVENT_BLOCK:
-        width = tree.step.shape[1]
-        extra = -(-width // EVENT_BLOCK) * EVENT_BLOCK - width
-        fill = {"step": tree.step[:, -1:], "first": False, "order": False, "last": False,
-                "is_buy": False, "size": 0.0}
-        tree = Events(**{k: np.concatenate([v, np.broadcast_to(np.asarray(fill[k], v.dtype),
-                                                               (v.shape[0], extra))], axis=1)
-                         for k, v in tree._asdict().items()})
-    return tree
 
 
 def _bar(total: int, progress: bool | None):

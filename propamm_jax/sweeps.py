@@ -160,7 +160,8 @@ def sweep(pool: str, grid: Grid | Mapping[str, Sequence[float]], config: SimConf
     """
     import jax
 
-    from propamm_jax.fast import build_events, build_market, simulate_batch
+    from propamm_jax.fast.events import event_width, market_of, pack_events
+    from propamm_jax.fast.runner import BatchRunner
     from propamm_jax.simulation import _bar, parse_pool
     from propamm_jax.tape import parse_seed
     from propamm_jax.tape_cache import cached_tape
@@ -202,8 +203,7 @@ def sweep(pool: str, grid: Grid | Mapping[str, Sequence[float]], config: SimConf
     # Simulations are laid out seed-major (row = seed * points + point): each seed's market
     # and events are repeated per point, the parameter sets tiled per seed, and the whole
     # chunk runs as one batched program with per-simulation parameters.
-    run = jax.jit(lambda m, e, prm: simulate_batch(pools, prm, config, profile, m, e,
-                                                   params_batched=True))
+    run = BatchRunner(pools, config, profile, batched_params=True)
     chunk = max(1, lanes // n_points)
     bar = _bar(len(seed_list) * n_points, progress)
     parts = []
@@ -211,11 +211,11 @@ def sweep(pool: str, grid: Grid | Mapping[str, Sequence[float]], config: SimConf
         seeds_here = seed_list[start : start + chunk]
         tape = fix_market(cached_tape(seeds_here, config.steps), fixed)
         rows = chunk if len(seed_list) > chunk else len(seeds_here)
-        events = _repeat(_pad_events(build_events(tape, np_dtype), rows), n_points)
-        market = _repeat(_pad_rows(build_market(tape, config, np_dtype), rows), n_points)
+        packed = pack_events(tape, np_dtype, event_width(tape), rows)
+        market = market_of(tape, np_dtype, rows)
         params = [_tile(stacked, rows)] + [_tile(_broadcast(f, n_points), rows)
                                            for f in fixed_params]
-        final = run(market, events, params)
+        final = run(*_repeat(market, n_points, 0), _repeat(packed, n_points, 1), params)
         parts.append(_rows(final, tape, len(seeds_here), points, others))
         if bar is not None:
             bar.update(len(seeds_here) * len(points))
@@ -280,12 +280,9 @@ def _rows(final, tape, n_seeds: int, points: list[dict], others) -> Any:
     return pd.DataFrame(data)
 
 
-def _repeat(tree, times: int):
-    """Each simulation's row repeated `times` times in place (seed-major layout)."""
-    import jax
-    import jax.numpy as jnp
-
-    return jax.tree_util.tree_map(lambda a: jnp.repeat(a, times, axis=0), tree)
+def _repeat(tree, times: int, axis: int):
+    """Each simulation repeated `times` times in place along its `axis` (seed-major)."""
+    return type(tree)(*(np.repeat(a, times, axis=axis) for a in tree))
 
 
 def _tile(tree, times: int):
@@ -301,35 +298,6 @@ def _broadcast(tree, n: int):
     import jax
 
     return jax.tree_util.tree_map(lambda a: np.broadcast_to(a, (n,) + np.shape(a)).copy(), tree)
-
-
-def _pad_rows(tree, rows: int):
-    """Pads the batch axis to `rows` by repeating the last row (results are dropped)."""
-    import jax
-    import jax.numpy as jnp
-
-    def pad(a):
-        extra = rows - a.shape[0]
-        return a if extra <= 0 else jnp.concatenate([a, jnp.repeat(a[-1:], extra, axis=0)])
-
-    return jax.tree_util.tree_map(pad, tree)
-
-
-def _pad_events(events, rows: int, block: int = 2048):
-    """Rows as `_pad_rows`; the event axis to a multiple of `block` with no-op events, so
-    that chunks share a compiled program."""
-    import jax.numpy as jnp
-
-    events = _pad_rows(events, rows)
-    width = events.step.shape[1]
-    extra = -(-width // block) * block - width
-    if extra == 0:
-        return events
-    shape = (events.step.shape[0], extra)
-    return type(events)(
-        step=jnp.concatenate([events.step, jnp.broadcast_to(events.step[:, -1:], shape)], 1),
-        **{k: jnp.concatenate([getattr(events, k), jnp.zeros(shape, getattr(events, k).dtype)], 1)
-           for k in ("first", "order", "last", "is_buy", "size")})
 
 
 def summarize(frame) -> Any:

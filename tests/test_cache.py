@@ -129,7 +129,7 @@ def test_cached_tapes_stay_under_the_cap_and_reuse_marks_them_used(cache, monkey
 
 
 def test_batch_store_respects_the_cap(cache, monkeypatch):
-    from propamm_jax import batch_cache
+    from propamm_jax.fast import event_cache as batch_cache
 
     packed = [np.zeros(1000, np.float64) for _ in batch_cache.FIELDS]
     params = np.zeros((2, 5))

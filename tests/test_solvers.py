@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from jax_reference import solvers as reference
-from propamm_jax.solvers.closed_form import (
+from propamm_jax.fast.solvers import (
     fd_allocation, fd_level, optimal_arbitrage, reference_router_split)
 from jax_reference.u64 import cpamm_quote
 

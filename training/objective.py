@@ -62,19 +62,15 @@ def per_seed_value(edge: np.ndarray, norm_edge: np.ndarray, setting: Setting):
 
 
 def _inputs(setting: Setting, seeds: Sequence[int], members: int):
-    """Markets and events of `seeds`, each repeated `members` times (seed-major)."""
-    import jax
-    import jax.numpy as jnp
-
-    from propamm_jax.fast import build_events, build_market, event_width
+    """`Market` and `Packed` events of `seeds` (the one event builder), each simulation
+    repeated `members` times in place (seed-major)."""
+    from propamm_jax.fast.events import market_of, pack_events
     from propamm_jax.tape_cache import cached_tape
 
     tape = cached_tape(list(seeds), setting.config.steps)
-    # Padded to a multiple of 1024 events: every batch of seeds then reuses one of a few
-    # compiled programs instead of compiling its own exact length.
-    events = build_events(tape, np.float64, event_width(tape))
-    rep = lambda t: jax.tree_util.tree_map(lambda a: np.repeat(np.asarray(a), members, 0), t)  # noqa: E731
-    return rep(build_market(tape, setting.config, np.float64)), rep(events)
+    market, packed = market_of(tape), pack_events(tape)
+    return (type(market)(*(np.repeat(a, members, 0) for a in market)),
+            type(packed)(*(np.repeat(a, members, 1) for a in packed)))
 
 
 def _opponent_params(setting: Setting, rows: int):
@@ -96,8 +92,6 @@ def population_values(setting: Setting, population, seeds: Sequence[int],
     `ray`: a Ray cluster's address; chunks of seeds then run as its tasks (same values)."""
     import jax
 
-    from propamm_jax.fast import simulate_batch
-
     members = int(np.shape(jax.tree_util.tree_leaves(population)[0])[0])
     if setting.compiled_opponents:
         return official_values(setting, population, seeds, ray)
@@ -113,7 +107,7 @@ def population_values(setting: Setting, population, seeds: Sequence[int],
     opp_pools, opp_params = _opponent_params(setting, rows)
     tiled = jax.tree_util.tree_map(
         lambda a: np.tile(np.asarray(a, np.float64), len(seeds)), population)
-    final = _run(setting, opp_pools, rows)(market, events, [tiled] + opp_params)
+    final = _runner(setting, opp_pools)(*market, events, [tiled] + opp_params)
     edge = np.asarray(final.cumulative_edge)
     value = np.asarray(per_seed_value(edge[:, 0], edge[:, -1], setting))
     return value.reshape(len(seeds), members).T
@@ -158,31 +152,15 @@ def official_values(setting: Setting, population, seeds: Sequence[int],
 _RUNS: dict = {}
 
 
-def _run(setting: Setting, opp_pools, rows: int):
-    """One jitted batch program per (pool, opponents, profile, config), its rows split over
-    the local devices when they divide evenly (the `propamm` command makes one XLA CPU
-    device per core; each simulates its own rows, no communication)."""
-    import jax
+def _runner(setting: Setting, opp_pools):
+    """The batch runner of a setting (one parameter set per simulation), kept per process;
+    its compiled programs are also kept on disk (`fast.runner`)."""
+    from propamm_jax.fast.runner import BatchRunner
 
-    from propamm_jax.fast import simulate_batch
-
-    devices = jax.local_devices()
-    d = len(devices) if len(devices) > 1 and rows % len(devices) == 0 else 1
-    key = (setting.pool, setting.opponents, setting.profile, setting.config, d)
+    key = (setting.pool, setting.opponents, setting.profile, setting.config)
     if key not in _RUNS:
-        pools = [setting.pool] + list(opp_pools)
-
-        def run(m, e, p):
-            return simulate_batch(pools, p, setting.config, setting.profile, m, e,
-                                  params_batched=True)
-
-        if d > 1:
-            from jax.sharding import Mesh, PartitionSpec as P
-
-            mesh = Mesh(np.array(devices[:d]), ("rows",))
-            run = jax.shard_map(run, mesh=mesh, in_specs=P("rows"), out_specs=P("rows"),
-                                check_vma=False)
-        _RUNS[key] = jax.jit(run)
+        _RUNS[key] = BatchRunner([setting.pool] + list(opp_pools), setting.config,
+                                 setting.profile, batched_params=True)
     return _RUNS[key]
 
 
@@ -192,7 +170,8 @@ def smoothed_value_and_grad(setting: Setting, seeds: Sequence[int], smooth: floa
     import jax
     import jax.numpy as jnp
 
-    from propamm_jax.fast import simulate_batch
+    from propamm_jax.fast.runner import run_batch
+    from propamm_jax.fast.step import Engine
 
     if setting.compiled_opponents:
         raise PropammError("adam trains through the fast path, which cannot run compiled "
@@ -204,11 +183,11 @@ def smoothed_value_and_grad(setting: Setting, seeds: Sequence[int], smooth: floa
     key = ("grad", smooth, len(seeds)) + (setting.pool, setting.opponents, setting.profile,
                                           setting.config, setting.objective, setting.risk_lambda)
     if key not in _RUNS:
-        pools = [setting.pool] + list(opp_pools)
+        engine = Engine((setting.pool,) + tuple(opp_pools), setting.config, setting.profile,
+                        smooth=smooth)
 
         def loss(prm, opp, m, e):
-            final = simulate_batch(pools, [prm] + opp, setting.config, setting.profile, m, e,
-                                   smooth=smooth)
+            final = run_batch(engine, [prm] + opp, m, e)
             edge = final.cumulative_edge
             return -jnp.mean(per_seed_value(edge[:, 0], edge[:, -1], setting))
 

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from propamm_jax.pools.base import ROUTER_STEP, Arbitrage, EpochObs, FeeView, TradeObs
-from propamm_jax.solvers import closed_form as cf
+from propamm_jax.fast import solvers as cf
 
 
 def _sides(is_buy, rx, ry):

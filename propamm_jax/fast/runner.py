@@ -1,4 +1,8 @@
-"""Running packed batches of the fast path: split over devices, compiled programs kept on disk.
+"""The one batch runner: `lax.scan` of the fast step over packed events, split over the
+local devices, its compiled programs kept on disk.
+
+`run_batch` is the scan itself (jit it, differentiate it). `BatchRunner` is what `simulate`,
+`sweep` and `train` call: `run_batch` compiled once per shape and stored.
 
 A fresh process would spend about half a second tracing, lowering and asking XLA's
 compilation cache for the batch program before its first event ran. `BatchRunner` compiles
@@ -25,7 +29,7 @@ import numpy as np
 
 from propamm_jax.config import SimConfig
 
-VERSION = "v2"
+VERSION = "v3"
 
 
 class Outcome(NamedTuple):
@@ -36,6 +40,27 @@ class Outcome(NamedTuple):
     log_edge: np.ndarray         # [sims, N, epochs]
     log_trades: np.ndarray
     log_score: np.ndarray
+
+
+def run_batch(engine, params, market, packed):
+    """Every simulation of a batch from `init` to the last event: `lax.scan` of
+    `engine.step` over `packed` ([events, sims]). `params` are shared, or with
+    `engine.batched_params` carry the simulations' axis FIRST on every leaf. Returns the
+    closed final `State` with the simulations' axis first (`rx`: [sims, pools + 1])."""
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    from propamm_jax.fast.types import Market, close
+
+    if engine.batched_params:
+        params = jax.tree_util.tree_map(lambda a: jnp.moveaxis(jnp.asarray(a), 0, -1), params)
+    dtype = packed.price.dtype
+    market = Market(*(jnp.asarray(a, dtype) for a in market))
+    s0 = engine.init(params, market)
+    final, _ = lax.scan(lambda s, ev: (engine.step(s, ev, params, market), None), s0,
+                        type(packed)(*packed))
+    return jax.tree_util.tree_map(lambda a: jnp.moveaxis(a, -1, 0), close(final))
 
 
 def _source_digest() -> str:
@@ -87,12 +112,18 @@ class BatchRunner:
     """`run(norm_fee, norm_liquidity_mult, packed, params) -> Outcome` for one batch of
     `fast.pack_events`, split evenly over the local devices when the batch divides among them.
     `run.program(width, rows, dtype, params, step_type)` prepares the program ahead (so that
-    it can overlap host work); a call prepares what is missing."""
+    it can overlap host work); a call prepares what is missing. `batched_params`: one
+    parameter set per simulation (leading axis), as `sweep` and `train` run them."""
 
-    def __init__(self, pools: Sequence[Any], config: SimConfig, profile: str):
+    def __init__(self, pools: Sequence[Any], config: SimConfig, profile: str,
+                 batched_params: bool = False):
         import jax
 
+        from propamm_jax.fast.step import Engine
+
+        self.engine = Engine(tuple(pools), config, profile, batched_params=batched_params)
         self.pools, self.config, self.profile = list(pools), config, profile
+        self.batched_params = batched_params
         self.devices = jax.local_devices()
         self.programs: dict = {}
 
@@ -112,17 +143,17 @@ class BatchRunner:
         import jax
         from jax.sharding import PartitionSpec as P
 
-        from propamm_jax.fast import Packed, simulate_packed
+        from propamm_jax.fast.types import Market, Packed
 
         def sim(fee, mult, step, flags, size, price, *leaves):
-            final = simulate_packed(self.pools, jax.tree_util.tree_unflatten(treedef, leaves),
-                                    self.config, self.profile, fee, mult,
-                                    Packed(step, flags, size, price))
+            final = run_batch(self.engine, jax.tree_util.tree_unflatten(treedef, leaves),
+                              Market(fee, mult), Packed(step, flags, size, price))
             return tuple(getattr(final, f) for f in Outcome._fields)
 
         mesh = self._mesh(d)
         column, row = P(None, "sims"), P("sims")
-        specs = (row, row, column, column, column, column) + (P(),) * treedef.num_leaves
+        param = row if self.batched_params else P()
+        specs = (row, row, column, column, column, column) + (param,) * treedef.num_leaves
         return jax.jit(jax.shard_map(sim, mesh=mesh, in_specs=specs,
                                      out_specs=(row,) * len(Outcome._fields), check_vma=False))
 
@@ -158,8 +189,8 @@ class BatchRunner:
             from propamm_jax.native.build import cache_dir
 
             text = repr((VERSION, _source_digest(), _pools_digest(self.pools), jax.__version__,
-                         self.pools, self.config,
-                         self.profile, [(s.shape, str(s.dtype)) for s in shapes], str(treedef),
+                         self.pools, self.config, self.profile, self.batched_params,
+                         [(s.shape, str(s.dtype)) for s in shapes], str(treedef),
                          jax.default_backend(), d, [str(x) for x in self.devices[:d]],
                          _host_signature()))
             path = (cache_dir() / "programs" /
@@ -200,7 +231,7 @@ class BatchRunner:
         import jax
         from jax.sharding import NamedSharding, PartitionSpec as P
 
-        from propamm_jax.fast import Packed
+        from propamm_jax.fast.types import Packed
 
         sharding = NamedSharding(self._mesh(self._split(fields[0].shape[1])), P(None, "sims"))
         out = []

@@ -1,12 +1,17 @@
-"""Exact optima for the constant-product family with fees on the input, in JAX.
+"""The fast engine's solvers: closed forms for the constant-product family, and generic ones.
 
-A pool quotes `out(x) = R_out * g * x / (R_in + g * x)` with `g = 1 - fee`. Everything here is
+Closed forms (first half). A constant-product pool quotes `out(x) = R_out * g * x / (R_in + g * x)` with `g = 1 - fee`. Everything here is
 a closed form (square roots and a water-filling active set), so gradients with respect to fees
 and reserves are exact and cheap: no gradient ever flows through a bisection loop.
 
 Amounts are unscaled f64 (1.0 = one unit, not 1e9 nano-units). Per-pool arrays have the pool
 axis FIRST and may carry trailing batch axes (`[pools, sims]`): the batch engine keeps the
 simulations on the minor axis, where every operation is one long contiguous vector.
+
+Generic solvers (second half), for curves that only supply `amount_out`: the arbitrage, a
+pool's demand at a shadow price and the equimarginal split, each a bracketed Newton solve
+differentiated implicitly (`bracketed_root`). Pure functions of arrays: pool families may use
+this module; it imports no engine.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 
 def cpamm_out(x, r_in, r_out, gamma):
@@ -188,3 +194,115 @@ def _fd_level_jvp(step_rel, step_abs, newton_steps, primals, tangents):
     slope = jnp.sum(slope, axis=0)
     flat = slope <= 0.0
     return level, jnp.where(flat, 0.0, -d_excess / jnp.where(flat, 1.0, slope))
+
+
+# Generic solvers, for curves without closed forms. Each is a bracketed Newton solve whose
+# derivative is the implicit one (`bracketed_root`): no gradient flows through the loop.
+
+ROUTER_STEP = (0.001, 0.001)  # the published router's forward difference (pools.base)
+MAX_IN_FRAC = 0.9
+ITERATIONS = 40
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(0, 4))
+def bracketed_root(fn, lo, hi, args, iterations: int = ITERATIONS):
+    """The `x` in [lo, hi] with `fn(x, args) == 0`, for `fn` decreasing in `x` (elementwise
+    over any batch shape): `lo` where `fn(lo) <= 0`, `hi` where `fn(hi) >= 0`. Newton steps,
+    each replaced by bisection when it leaves the shrinking bracket. Differentiated
+    implicitly: dx = -(dfn/dargs . dargs) / (dfn/dx) inside, d(lo) or d(hi) at a bound."""
+    f_lo, f_hi = fn(lo, args), fn(hi, args)
+
+    def body(_, carry):
+        a, b, x = carry
+        fx, slope = jax.jvp(lambda x: fn(x, args), (x,), (jnp.ones_like(x),))
+        a, b = jnp.where(fx > 0.0, x, a), jnp.where(fx > 0.0, b, x)
+        newton = x - fx / jnp.where(slope < 0.0, slope, -1.0)
+        ok = (slope < 0.0) & (newton > a) & (newton < b)
+        return a, b, jnp.where(ok, newton, 0.5 * (a + b))
+
+    _, _, x = lax.fori_loop(0, iterations, body, (lo, hi, 0.5 * (lo + hi)))
+    return jnp.where(f_lo <= 0.0, lo, jnp.where(f_hi >= 0.0, hi, x))
+
+
+@bracketed_root.defjvp
+def _bracketed_root_jvp(fn, iterations, primals, tangents):
+    lo, hi, args = primals
+    d_lo, d_hi, d_args = tangents
+    x = bracketed_root(fn, lo, hi, args, iterations)
+    f_lo, f_hi = fn(lo, args), fn(hi, args)
+    _, slope = jax.jvp(lambda x: fn(x, args), (x,), (jnp.ones_like(x),))
+    _, d_f = jax.jvp(lambda a: fn(x, a), (args,), (d_args,))
+    inside = -d_f / jnp.where(slope < 0.0, slope, -1.0)
+    d_x = jnp.where(f_lo <= 0.0, d_lo, jnp.where(f_hi >= 0.0, d_hi, inside))
+    return x, d_x
+
+
+def _slope_at(amount_out, params, rx, ry, is_buy, effective_in):
+    """d amount_out / d effective_in."""
+    return jax.jvp(lambda e: amount_out(params, rx, ry, is_buy, e), (effective_in,),
+                   (jnp.ones_like(effective_in),))[1]
+
+
+def generic_arbitrage(amount_out, params, rx, ry, fair, gamma_buy, gamma_sell):
+    """`optimal_arbitrage` for any curve: the direction whose marginal at zero beats the fair
+    price, then the input where the marginal meets it (`q g out'(g x) = 1`), capped."""
+    zero = jnp.zeros_like(rx)
+    buy = fair * gamma_buy * _slope_at(amount_out, params, rx, ry, True, zero) > 1.0
+    sell = gamma_sell * _slope_at(amount_out, params, rx, ry, False, zero) > fair
+    g = jnp.where(buy, gamma_buy, gamma_sell)
+    q = jnp.where(buy, fair, 1.0 / fair)
+    cap = MAX_IN_FRAC * jnp.where(buy, ry, rx)
+
+    def excess(x, a):
+        params, rx, ry, buy, g, q = a
+        return q * g * _slope_at(amount_out, params, rx, ry, buy, g * x) - 1.0
+
+    x = bracketed_root(excess, zero, cap, (params, rx, ry, buy, g, q))
+    amount_in = jnp.where(buy | sell, x, 0.0)
+    out = amount_out(params, rx, ry, buy, g * amount_in)
+    profit = jnp.where(buy, fair * out - amount_in, out - fair * amount_in)
+    return buy, amount_in, out, profit
+
+
+def router_marginal(amount_out, params, rx, ry, is_buy, gamma, x):
+    """The router's forward-difference marginal output at input `x` (before fee)."""
+    d = ROUTER_STEP[0] * x + ROUTER_STEP[1]
+    return (amount_out(params, rx, ry, is_buy, gamma * (x + d))
+            - amount_out(params, rx, ry, is_buy, gamma * x)) / d
+
+
+def generic_demand(amount_out, params, rx, ry, is_buy, gamma, lam):
+    """The input at which the router's marginal equals `lam`, in [0, 0.9 input reserve]."""
+    cap = MAX_IN_FRAC * jnp.where(is_buy, ry, rx)
+
+    def excess(x, a):
+        return router_marginal(amount_out, *a[:5], x) - a[5]
+
+    return bracketed_root(excess, jnp.zeros_like(cap), cap, (params, rx, ry, is_buy, gamma, lam))
+
+
+def equimarginal_route(demands, margins, pool_args, total):
+    """The corrected router's split for any mix of curves: the level `s = lam ** -0.5` at
+    which the pools' demands (`demands[i](*pool_args[i], lam)`) sum to `total`, then rescaled
+    onto `total` as the published router does. `margins[i](*pool_args[i], x)`: pool i's
+    router marginal at input x, which brackets the level."""
+    caps = [MAX_IN_FRAC * jnp.where(a[3], a[2], a[1]) for a in pool_args]
+    at_zero = jnp.stack([m(*a, jnp.zeros_like(c)) for m, a, c in zip(margins, pool_args, caps)])
+    at_cap = jnp.stack([m(*a, c) for m, a, c in zip(margins, pool_args, caps)])
+    tiny = jnp.finfo(at_zero.dtype).tiny
+    lo = lax.rsqrt(jnp.maximum(jnp.max(at_zero, axis=0), tiny))
+    hi = lax.rsqrt(jnp.maximum(jnp.min(at_cap, axis=0), tiny))
+
+    def inputs(level, args):
+        lam = 1.0 / (level * level)
+        return [d(*a, lam) for d, a in zip(demands, args)]
+
+    def excess(level, a):
+        args, total = a
+        return total - sum(inputs(level, args))
+
+    level = bracketed_root(excess, lo, jnp.maximum(hi, lo), (pool_args, total))
+    raw = jnp.stack(inputs(level, pool_args))
+    raw_sum = jnp.sum(raw, axis=0)
+    ok = (raw_sum > 0.0) & (total > 0.0)
+    return jnp.where(ok, raw * (total / jnp.where(ok, raw_sum, 1.0)), 0.0)
