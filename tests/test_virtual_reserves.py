@@ -35,7 +35,7 @@ def _pool():
 def test_curve_is_the_range_position(x64):
     """L is the same before and after a trade (one curve), at rescaled reserves the price is
     unchanged, concentration 1 is constant product, and the marginal at zero is `spot`."""
-    from propamm_jax.solvers.closed_form import cpamm_out
+    from propamm_jax.fast.solvers import cpamm_out
 
     pool = _pool()
     rx, ry, conc, fb, fs, _ = _states()

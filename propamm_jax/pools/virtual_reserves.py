@@ -43,7 +43,7 @@ from jax import lax
 
 from propamm_jax.errors import PropammError, read_json
 from propamm_jax.pools.base import MAX_IN_FRAC, ROUTER_STEP, Arbitrage, EpochObs, FeeView, TradeObs
-from propamm_jax.solvers import closed_form as cf
+from propamm_jax.fast import solvers as cf
 
 FAMILY = "virtual_reserves"
 VERSION = 1
