@@ -204,3 +204,72 @@ def test_export_passes_validate(tmp_path, x64):
 
     path = _export(tmp_path, conc=10.0)
     assert main(["validate", str(path)]) == 0
+
+
+def test_closed_forms_agree_with_the_generic_solvers(x64):
+    """`demand` equals the engine's generic Newton solve on `amount_out`; `arbitrage` equals
+    the generic one wherever both pick the same direction. They differ where the reserve
+    ratio ry / rx and the curve's price lie on opposite sides of the fair price: the official
+    arbitrageur (and `arbitrage`) goes by the ratio, the generic solver by the curve."""
+    from propamm_jax.fast import solvers
+
+    pool = _pool()
+    rx, ry, conc, fb, fs, fair = _states(80, seed=9)
+    p = pool.params(fb, fs, conc)
+    g_b, g_s = 1.0 - fb / 1e4, 1.0 - fs / 1e4
+    for is_buy in (True, False):
+        g = g_b if is_buy else g_s
+        m0 = _fd(pool, p, rx, ry, is_buy, g, np.zeros_like(rx))
+        for scale in (0.5, 0.9, 0.99):
+            args = (p, rx, ry, is_buy, g, scale * m0)
+            np.testing.assert_allclose(np.asarray(pool.demand(*args)),
+                                       np.asarray(solvers.generic_demand(pool.amount_out, *args)),
+                                       rtol=1e-8, atol=1e-12)
+    closed = pool.arbitrage(p, rx, ry, fair, g_b, g_s)
+    generic = solvers.generic_arbitrage(pool.amount_out, p, rx, ry, fair, g_b, g_s)
+    spot = np.asarray(pool.spot(p, rx, ry))
+    same = (ry / rx < fair) == (spot < fair)
+    trades = same & (np.asarray(closed.amount_in) > 0.0)
+    assert trades.sum() >= 10 and (~same).sum() >= 5
+    np.testing.assert_allclose(np.asarray(closed.amount_in)[trades],
+                               np.asarray(generic[1])[trades], rtol=1e-7)
+    np.testing.assert_allclose(np.asarray(closed.profit)[trades],
+                               np.asarray(generic[3])[trades], rtol=1e-7, atol=1e-12)
+
+
+def test_reference_profile_is_refused_on_the_fast_path(x64):
+    from propamm_jax.config import SimConfig
+    from propamm_jax.errors import PropammError
+    from propamm_jax.fast.step import Engine
+
+    with pytest.raises(PropammError, match="VirtualReserves.*reference.*corrected"):
+        Engine((_pool(), ), SimConfig(steps=10), "reference")
+
+
+@needs_rustc
+def test_export_scored_officially_matches_the_fast_path(tmp_path, x64):
+    """The export scored by the native core against the same pool on the fast path, seed by
+    seed, next to a fixed-fee pool (corrected profile, where the fast path models the
+    official solvers)."""
+    from propamm_jax.config import SimConfig
+    from propamm_jax.scoring import score
+    from propamm_jax.simulation import PoolSpec, simulate
+    from propamm_jax.training.export import fixed_fee_rust
+
+    pool, seeds, config = _pool(), [11, 12, 13], SimConfig(steps=1500, epoch_len=100)
+    path = _export(tmp_path, fee_b=25.0, fee_s=35.0, conc=3.0)
+    fixed = tmp_path / "fixed_30bps.rs"
+    fixed.write_text(fixed_fee_rust(30))
+    official = score([path, fixed], config=config, seeds=seeds, profile="corrected",
+                     workers=1, progress=False).results
+    fast = simulate([PoolSpec(pool, pool.params(25.0, 35.0, 3.0), "vr"), "cpamm:30"], config,
+                    seeds, profile="corrected", progress=False)
+
+    def edges(results):
+        sims = sorted(results.sims, key=lambda s: s["seed"])
+        return np.array([[st["final_edge"] for st in s["strategies"]] + [s["normalizer_edge"]]
+                         for s in sims])
+
+    off, got = edges(official), edges(fast)
+    assert np.abs(off).max() > 5.0  # the pools traded
+    np.testing.assert_allclose(got, off, rtol=0.01, atol=0.5)

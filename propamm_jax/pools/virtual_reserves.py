@@ -102,7 +102,9 @@ class VirtualReserves:
 
     def amount_out(self, params: VRParams, rx, ry, is_buy, effective_in):
         v_in, v_out, _, r_out = self._sides(params, rx, ry, is_buy)
-        return jnp.clip(v_out * effective_in / (v_in + effective_in), 0.0, r_out - DUST)
+        # No clip at zero: the generic solvers read the slope at a zero input.
+        cap = jnp.maximum(r_out - DUST, 0.0)
+        return jnp.minimum(v_out * effective_in / (v_in + effective_in), cap)
 
     def arbitrage(self, params: VRParams, rx, ry, fair, gamma_buy, gamma_sell) -> Arbitrage:
         """The best trade in the direction the official arbitrageur picks: it buys X when
