@@ -48,7 +48,8 @@ def test_curve_is_the_range_position(x64):
         out = np.asarray(pool.amount_out(p, rx, ry, is_buy, e))
         nx, ny = (rx - out, ry + e) if is_buy else (rx + e, ry - out)
         wx, wy = map(np.asarray, pool.virtual(p, nx, ny))
-        free = out < r_out - 1e-6  # the cap not reached: the trade stays on one curve
+        payable = np.asarray(pool._sides(p, rx, ry, is_buy)[3])
+        free = out < payable - 1e-6  # the cap not reached: the trade stays on one curve
         assert free.sum() > 40
         np.testing.assert_allclose((wx * wy)[free], (vx * vy)[free], rtol=1e-10)
         h = 1e-7 * r_in
@@ -66,10 +67,17 @@ def test_concentration_deepens_the_pool_and_the_output_is_capped(x64):
             for c in (1.0, 2.0, 5.0, 10.0)]
     slippage = [5.0 - o for o in outs]  # against 500 Y at the spot price 100
     assert outs == sorted(outs) and slippage[-1] < slippage[0] / 5.0
-    # Near the top of the range: a large buy takes every X but one nano-unit, no more.
-    p = pool.params(30.0, 30.0, 10.0)
-    assert float(pool.amount_out(p, 1.0, 12_000.0, True, 1e6)) == pytest.approx(1.0 - 1e-9)
-    assert float(pool.amount_out(p, 1.0, 12_000.0, True, 1e9)) <= 1.0 - 1e-9
+    # A large buy takes the X above the floor, no more, and leaves the pool at the inner
+    # range's upper end P0 / k, where the reserve ratio is (1 - k^1.5) / (1 - sqrt k) of it.
+    for c in (2.0, 4.0, 10.0):
+        p, k = pool.params(30.0, 30.0, c), 1.0 - 1.0 / c
+        out = float(pool.amount_out(p, 100.0, 10_000.0, True, 1e9))
+        assert out == float(pool.amount_out(p, 100.0, 10_000.0, True, 1e12)) < 100.0
+        vx, vy = pool.virtual(p, 100.0, 10_000.0)
+        e = (out - 1e-9) * float(vy) / (float(vx) - out + 1e-9)  # the input that pays `out`
+        assert float(pool.spot(p, 100.0 - out, 10_000.0 + e)) == pytest.approx(100.0 / k, rel=1e-6)
+        ratio = (10_000.0 + e) / (100.0 - out) / (100.0 / k)
+        assert ratio == pytest.approx((1 - k ** 1.5) / (1 - k ** 0.5), rel=1e-6)
 
 
 def test_arbitrage_matches_brute_force(x64):
@@ -109,9 +117,16 @@ def test_demand_matches_bisection_on_the_forward_difference(x64):
     past the output cap (a pool near the end of its range)."""
     pool = _pool()
     rx, ry, conc, fb, fs, _ = _states(60, seed=7)
-    rx = np.concatenate([rx, [0.02, 0.05]])  # nearly out of X: the cap binds for buys
-    ry = np.concatenate([ry, [12_000.0, 11_800.0]])
-    conc = np.concatenate([conc, [10.0, 8.0]])
+    # Two pools a little short of the floor on X: the router's step reaches past the cap.
+    edge = []
+    for c, left in ((8.0, 0.01), (4.0, 0.05)):
+        q = pool.params(30.0, 30.0, c)
+        vx, vy = map(float, pool.virtual(q, 100.0, 10_000.0))
+        out = float(pool._sides(q, 100.0, 10_000.0, True)[3]) - left
+        edge.append((100.0 - out, 10_000.0 + out * vy / (vx - out), c))
+    rx = np.concatenate([rx, [e[0] for e in edge]])
+    ry = np.concatenate([ry, [e[1] for e in edge]])
+    conc = np.concatenate([conc, [e[2] for e in edge]])
     fb, fs = np.concatenate([fb, [30.0, 30.0]]), np.concatenate([fs, [30.0, 30.0]])
     p = pool.params(fb, fs, conc)
     capped = 0
@@ -131,7 +146,8 @@ def test_demand_matches_bisection_on_the_forward_difference(x64):
                 lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
             np.testing.assert_allclose(got, 0.5 * (lo + hi), rtol=1e-9, atol=1e-12)
             step_end = np.asarray(pool.amount_out(p, rx, ry, is_buy, g * (got * 1.001 + 0.001)))
-            capped += int(np.sum((step_end >= r_out - 1e-9) & (got > 0)))
+            payable = np.asarray(pool._sides(p, rx, ry, is_buy)[3])
+            capped += int(np.sum((step_end >= payable - 1e-12) & (got > 0)))
     assert capped >= 2
 
 

@@ -11,8 +11,8 @@ quadratic in the real reserves alone, so
 - a trade moves along one curve (L is unchanged by it), and the epoch rebalance, which scales
   both reserves by one factor, scales L and the offsets with them: the range stays put;
 - every solver has a closed form: constant product on (x + a, y + b), with the output capped
-  so that the pool keeps at least one nano-unit of each reserve (past the range's end it holds
-  only one token and quotes nothing on that side).
+  at the real reserve above a floor: the pool stops paying out at the inner range
+  [P0 k, P0 / k] (half the range in log price) and keeps what it holds there.
 
 Near the centre the pool quotes `concentration` times deeper than a constant-product pool
 with the same reserves (concentration 1 is constant product). Fees: a fixed fee on the input
@@ -23,16 +23,20 @@ Why not "real reserves times L": a quote on (L x, L y) re-centres the curve afte
 so the real spot moves L times as far as the curve's marginal price and every arbitrage
 overshoots; the next one trades back against the pool.
 
-The engines value a pool's capital as 2 * reserve_y and rescale both reserves by one factor at
-each epoch (exact for constant product, where reserve_y = spot * reserve_x). Away from the
-range's centre this pool's reserve ratio ry / rx is not its price, so that valuation, and the
-official arbitrageur's choice of direction (by ry / rx against the fair price), differ from
-what its curve would say; `arbitrage` follows the official arbitrageur.
+Why the floor: the engines value a pool's capital as 2 * reserve_y and rescale both reserves
+by one factor at each epoch, keeping ry / rx (exact for constant product, where ry / rx is
+the price). A range position's ratio ry / rx runs from 0 to infinity across its range: a
+pool drained of Y would come out of a rebalance with X worth orders of magnitude more than
+its capital (measured: edges of -1e9 Y). At the inner range's ends the ratio is within
+(1 - sqrt k) / (1 - k^1.5) of the price (0.38 at concentration 4), which bounds that error.
+The official arbitrageur also picks its direction by ry / rx against the fair price, not by
+the curve's price; `arbitrage` follows it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,17 +98,16 @@ class VirtualReserves:
 
     def virtual(self, params: VRParams, rx, ry):
         """Virtual reserves (x + a, y + b) of the position holding real reserves (rx, ry)."""
-        return virtual_reserves(self.kappa(params), self.center_price ** 0.5, rx, ry)
+        return position(self.kappa(params), self.center_price ** 0.5, rx, ry)[:2]
 
     def spot(self, params: VRParams, rx, ry):
         vx, vy = self.virtual(params, rx, ry)
         return vy / vx
 
     def amount_out(self, params: VRParams, rx, ry, is_buy, effective_in):
-        v_in, v_out, _, r_out = self._sides(params, rx, ry, is_buy)
+        v_in, v_out, _, cap_out = self._sides(params, rx, ry, is_buy)
         # No clip at zero: the generic solvers read the slope at a zero input.
-        cap = jnp.maximum(r_out - DUST, 0.0)
-        return jnp.minimum(v_out * effective_in / (v_in + effective_in), cap)
+        return jnp.minimum(v_out * effective_in / (v_in + effective_in), cap_out)
 
     def arbitrage(self, params: VRParams, rx, ry, fair, gamma_buy, gamma_sell) -> Arbitrage:
         """The best trade in the direction the official arbitrageur picks: it buys X when
@@ -114,10 +117,10 @@ class VirtualReserves:
         the output reaches the real reserve."""
         buy = ry / rx < fair
         g = jnp.where(buy, gamma_buy, gamma_sell)
-        v_in, v_out, r_in, r_out = self._sides(params, rx, ry, buy)
+        v_in, v_out, r_in, cap_out = self._sides(params, rx, ry, buy)
         q = jnp.where(buy, fair, 1.0 / fair)
         x_star = (jnp.sqrt(g * v_out * v_in * q) - v_in) / g
-        cap = jnp.minimum(MAX_IN_FRAC * r_in, input_cap(v_in, v_out, r_out, g))
+        cap = jnp.minimum(MAX_IN_FRAC * r_in, input_cap(v_in, v_out, cap_out, g))
         amount_in = jnp.clip(x_star, 0.0, cap)
         amount_out = self.amount_out(params, rx, ry, buy, g * amount_in)
         profit = jnp.where(buy, fair * amount_out - amount_in, amount_out - fair * amount_in)
@@ -128,11 +131,10 @@ class VirtualReserves:
         `lam`: the constant-product solution on the virtual reserves, unless its step
         reaches past the output cap; then the root of (cap - out(x)) / d(x) = lam, a
         quadratic. Clipped to [0, MAX_IN_FRAC * real input reserve]."""
-        v_in, v_out, r_in, r_out = self._sides(params, rx, ry, is_buy)
+        v_in, v_out, r_in, cap_out = self._sides(params, rx, ry, is_buy)
         x, _ = cf.fd_allocation(lax.rsqrt(lam), v_in, v_out, gamma, *ROUTER_STEP)
         rel, step = ROUTER_STEP
-        cap_out = r_out - DUST
-        past_cap = x + rel * x + step > input_cap(v_in, v_out, r_out, gamma)
+        past_cap = x + rel * x + step > input_cap(v_in, v_out, cap_out, gamma)
         a = lam * rel * gamma
         b = lam * (rel * v_in + step * gamma) + gamma * (v_out - cap_out)
         c = v_in * (lam * step - cap_out)
@@ -140,24 +142,29 @@ class VirtualReserves:
         return jnp.clip(jnp.where(past_cap, root, x), 0.0, MAX_IN_FRAC * r_in)
 
     def _sides(self, params, rx, ry, is_buy):
-        """(virtual in, virtual out, real in, real out): Y in and X out where `is_buy`."""
-        vx, vy = self.virtual(params, rx, ry)
+        """(virtual in, virtual out, real in, payable out): Y in and X out where `is_buy`.
+        Payable: the real output reserve above its floor."""
+        vx, vy, fx, fy = position(self.kappa(params), self.center_price ** 0.5, rx, ry)
+        cap_x, cap_y = jnp.maximum(rx - fx, 0.0), jnp.maximum(ry - fy, 0.0)
         return (jnp.where(is_buy, vy, vx), jnp.where(is_buy, vx, vy),
-                jnp.where(is_buy, ry, rx), jnp.where(is_buy, rx, ry))
+                jnp.where(is_buy, ry, rx), jnp.where(is_buy, cap_x, cap_y))
 
 
-def virtual_reserves(kappa, sqrt_p0, rx, ry):
-    """(x + a, y + b) with (x + a)(y + b) = L^2, a = kappa L / sqrt_p0, b = kappa L sqrt_p0:
-    L is the positive root of (1 - kappa^2) L^2 - kappa (x sqrt_p0 + y / sqrt_p0) L - x y."""
+def position(kappa, sqrt_p0, rx, ry):
+    """(x + a, y + b, floor_x, floor_y): the virtual reserves, (x + a)(y + b) = L^2 with
+    a = kappa L / sqrt_p0, b = kappa L sqrt_p0, L the positive root of
+    (1 - kappa^2) L^2 - kappa (x sqrt_p0 + y / sqrt_p0) L - x y; and the real reserves the
+    pool keeps (what it holds at the inner range's ends P0 kappa and P0 / kappa, plus DUST)."""
     d = 1.0 - kappa * kappa
     u = kappa * (rx * sqrt_p0 + ry / sqrt_p0)
     liquidity = (u + jnp.sqrt(u * u + 4.0 * d * rx * ry)) / (2.0 * d)
-    return rx + kappa * liquidity / sqrt_p0, ry + kappa * liquidity * sqrt_p0
+    inner = liquidity * (jnp.sqrt(kappa) - kappa)
+    return (rx + kappa * liquidity / sqrt_p0, ry + kappa * liquidity * sqrt_p0,
+            inner / sqrt_p0 + DUST, inner * sqrt_p0 + DUST)
 
 
-def input_cap(v_in, v_out, r_out, gamma):
-    """Input (before fee) at which the output reaches the real output reserve less DUST."""
-    cap_out = r_out - DUST
+def input_cap(v_in, v_out, cap_out, gamma):
+    """Input (before fee) at which the output reaches `cap_out`."""
     return cap_out * v_in / ((v_out - cap_out) * gamma)
 
 
@@ -222,10 +229,11 @@ TEMPLATE = r"""// Generated by `propamm export` from a `virtual_reserves` policy
 // Concentrated liquidity: constant product on virtual reserves (x + a)(y + b) = L^2 with
 // a = K L / sqrt(P0), b = K L sqrt(P0), K = 1 - 1 / {concentration}: the price range
 // [P0 K^2, P0 / K^2] around P0 = {center}. L is computed from the quote payload's reserves.
-// The output keeps at least one nano-unit of the real reserve. Fees on the input, in parts
-// per billion.
+// The pool stops paying out at the inner range [P0 K, P0 / K]: it keeps what it holds there
+// (plus one nano-unit). Fees on the input, in parts per billion.
 const NAME: &str = "{name}";
 const K: f64 = {kappa};
+const SQRT_K: f64 = {sqrt_k};
 const SQRT_P0: f64 = {sqrt_p0};
 const GAMMA_BUY: u128 = {gamma_buy};
 const GAMMA_SELL: u128 = {gamma_sell};
@@ -236,26 +244,30 @@ fn u64_at(b: &[u8], at: usize) -> u64 {{
     u64::from_le_bytes(w)
 }}
 
-/// Virtual offsets (a on X, b on Y) of the range position holding real reserves (x, y).
-fn offsets(x: u64, y: u64) -> (u128, u128) {{
+/// Virtual offsets (a on X, b on Y) and reserve floors (X, Y) of the range position holding
+/// real reserves (x, y).
+fn position(x: u64, y: u64) -> ((u128, u128), (u64, u64)) {{
     let (x, y) = (x as f64, y as f64);
     let d = 1.0 - K * K;
     let u = K * (x * SQRT_P0 + y / SQRT_P0);
     let l = (u + (u * u + 4.0 * d * x * y).sqrt()) / (2.0 * d);
-    ((K * l / SQRT_P0) as u128, (K * l * SQRT_P0) as u128)
+    let inner = l * (SQRT_K - K);
+    let offsets = ((K * l / SQRT_P0) as u128, (K * l * SQRT_P0) as u128);
+    (offsets, ((inner / SQRT_P0) as u64 + 1, (inner * SQRT_P0) as u64 + 1))
 }}
 
-fn quote(input: u64, r_in: u64, r_out: u64, off_in: u128, off_out: u128, gamma: u128) -> u64 {{
+fn quote(input: u64, r_in: u64, r_out: u64, off: (u128, u128), floor_out: u64, gamma: u128) -> u64 {{
     let eff = input as u128 * gamma / 1_000_000_000;
-    if eff == 0 || r_out <= 1 {{
+    let payable = r_out.saturating_sub(floor_out) as u128;
+    if eff == 0 || payable == 0 {{
         return 0;
     }}
-    let (v_in, v_out) = (r_in as u128 + off_in, r_out as u128 + off_out);
+    let (v_in, v_out) = (r_in as u128 + off.0, r_out as u128 + off.1);
     let out = match v_out.checked_mul(eff) {{
         Some(p) => p / (v_in + eff),
         None => 0,
     }};
-    out.min(r_out as u128 - 1) as u64
+    out.min(payable) as u64
 }}
 
 #[no_mangle]
@@ -265,11 +277,11 @@ pub extern "C" fn __prop_amm_compute_swap(data: *const u8, len: usize) -> u64 {{
     }}
     let b = unsafe {{ std::slice::from_raw_parts(data, len) }};
     let (input, rx, ry) = (u64_at(b, 1), u64_at(b, 9), u64_at(b, 17));
-    let (ax, ay) = offsets(rx, ry);
+    let ((ax, ay), (fx, fy)) = position(rx, ry);
     if b[0] == 0 {{
-        quote(input, ry, rx, ay, ax, GAMMA_BUY)
+        quote(input, ry, rx, (ay, ax), fx, GAMMA_BUY)
     }} else {{
-        quote(input, rx, ry, ax, ay, GAMMA_SELL)
+        quote(input, rx, ry, (ax, ay), fy, GAMMA_SELL)
     }}
 }}
 
@@ -297,6 +309,7 @@ def render(pool: VirtualReserves, params: dict[str, float], name: str = FAMILY) 
     return TEMPLATE.format(
         version=__version__, name=name, concentration=rust_f64(c),
         center=rust_f64(pool.center_price), kappa=rust_f64(1.0 - 1.0 / c),
+        sqrt_k=rust_f64(math.sqrt(1.0 - 1.0 / c)),
         sqrt_p0=rust_f64(pool.center_price ** 0.5), gamma_buy=gamma(params["fee_buy_bps"]),
         gamma_sell=gamma(params["fee_sell_bps"]))
 
