@@ -289,3 +289,42 @@ def test_export_scored_officially_matches_the_fast_path(tmp_path, x64):
     off, got = edges(official), edges(fast)
     assert np.abs(off).max() > 5.0  # the pools traded
     np.testing.assert_allclose(got, off, rtol=0.01, atol=0.5)
+
+
+@needs_rustc
+def test_published_solvers_never_arbitrage_this_curve_and_split_buys_pro_rata(tmp_path, x64):
+    """What the `reference` profile's model says for constant product holds for this curve
+    too, on the official core: the published arbitrage (its bracket is the raw reserve, 1e9
+    times too wide, and the output is bounded by the reserves) never trades, and a buy order
+    is split pro rata to the pools' Y reserves. The fast path still refuses the profile: its
+    model of the published router is a group closed form for constant-product pools only."""
+    from propamm_jax.config import SimConfig
+    from propamm_jax.scoring import score
+    from propamm_jax.tape import make_tape
+    from propamm_jax.training.export import fixed_fee_rust
+
+    seed, config = 5, SimConfig(steps=600, epoch_len=100)
+    fixed = tmp_path / "fixed_30bps.rs"
+    fixed.write_text(fixed_fee_rust(30))
+    run = score([_export(tmp_path, conc=4.0), fixed], config=config, seeds=[seed],
+                profile="reference", workers=1, progress=False, trace_seeds=[seed],
+                trace_steps=config.steps).results
+    steps = run.traces[0]["steps"]
+    tape = make_tape([seed], config.steps)
+    rx = np.array([[a[0] for a in s["amms"]] for s in steps], float)
+    ry = np.array([[a[1] for a in s["amms"]] for s in steps], float)
+    start, quiet, split = tape.order_start[0], 0, 0
+    for t in range(1, config.steps):
+        if (t + 1) % config.epoch_len == 0:
+            continue  # the rebalance moves reserves at the end of step t
+        moved = (rx[t] != rx[t - 1]) | (ry[t] != ry[t - 1])
+        count = start[t + 1] - start[t]
+        if count == 0:
+            assert not moved.any(), t  # no arbitrage, on any pool
+            quiet += 1
+        elif count == 1 and tape.order_is_buy[0, start[t]]:
+            size = tape.order_size[0, start[t]] * 1e9
+            np.testing.assert_allclose((ry[t] - ry[t - 1]) / size, ry[t - 1] / ry[t - 1].sum(),
+                                       rtol=1e-6, atol=1e-9)
+            split += 1
+    assert quiet > 50 and split > 50
