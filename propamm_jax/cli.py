@@ -658,8 +658,20 @@ def cmd_demo(args) -> int:
 
 def _add_training_parsers(sub) -> None:
     """`train`, `export` and `evaluate` (issue #4; code in propamm_jax.training)."""
-    p = sub.add_parser("train", help="train a dynamic-fee policy (evosax / optax) on the fast path "
+    p = sub.add_parser("train", help="train a fee policy (evosax / optax) on the fast path "
                        "(profile: corrected)")
+    p.add_argument("--family", default="dynamic_fee",
+                   help="policy family: dynamic_fee (8 weights of hand-picked features) or mlp "
+                        "(a small network over the same features)")
+    p.add_argument("--hidden", type=_positive_int("--hidden"), default=8,
+                   help="mlp: hidden units (8: 82 parameters)")
+    p.add_argument("--oracle", action="store_true",
+                   help="train the family's oracle, which sees the step's TRUE fair price: the "
+                        "ceiling better fair-price estimation could reach. Fast path only, "
+                        "never exported")
+    p.add_argument("--compare", type=Path, default=None, metavar="POLICY",
+                   help="with --oracle: after training, the edge of this (non-oracle) policy "
+                        "as a share of the oracle's, on fresh seeds")
     p.add_argument("--algorithm", default="cma_es", help="cma_es, open_es, snes (evosax) or adam (optax)")
     p.add_argument("--generations", type=_positive_int("--generations"), default=50,
                    help="generations (adam: gradient steps)")
@@ -694,7 +706,7 @@ def _add_training_parsers(sub) -> None:
     _add_market_options(p, seeds=False, simulations=None)
     p.add_argument("--init", action="append", default=[], metavar="NAME=VALUE",
                    help="starting value of a parameter (repeatable; default bias=-1.2, "
-                   "w_dev=1, others 0)")
+                   "w_dev=1, others 0; mlp: bias and w_dev of its embedded dynamic_fee start)")
     p.add_argument("--fee-min-bps", type=_number("--fee-min-bps"), default=0.0,
                    help="lowest fee the policy charges")
     p.add_argument("--fee-max-bps", type=_number("--fee-max-bps"), default=300.0,
@@ -719,7 +731,10 @@ def _add_training_parsers(sub) -> None:
 def cmd_train(args) -> int:
     from propamm_jax.training.train import TrainConfig, train
 
+    if args.compare is not None and not args.oracle:
+        raise PropammError("--compare: only with --oracle (the policy's share of the oracle's edge)")
     cfg = TrainConfig(
+        family=args.family, hidden=args.hidden, oracle=args.oracle,
         algorithm=args.algorithm, generations=args.generations, population=args.population,
         batch_seeds=args.batch_seeds, train_seed_start=args.train_seed_start,
         heldout_start=args.heldout_start, heldout=args.heldout, eval_every=args.eval_every,
@@ -729,7 +744,14 @@ def cmd_train(args) -> int:
         epoch_len=args.epoch_len, fee_min_bps=args.fee_min_bps, fee_max_bps=args.fee_max_bps,
         init=_init_values(args.init))
     cfg.check()
-    print(f"{_profile_banner(args.profile, args)}  |  {args.algorithm}: {args.generations} "
+    if args.compare is not None:
+        from propamm_jax.pools.families import read_policy
+
+        if read_policy(args.compare)[1].oracle:
+            raise PropammError(f"--compare {args.compare}: an oracle policy; give the ordinary "
+                               "policy whose share of the ceiling you want")
+    print(f"{_profile_banner(args.profile, args)}  |  {args.family}"
+          f"{' ORACLE' if args.oracle else ''}, {args.algorithm}: {args.generations} "
           f"generations x {args.population} members x {args.batch_seeds} seeds x "
           f"{args.steps} steps", flush=True)
     _configure_jax()
@@ -738,6 +760,15 @@ def cmd_train(args) -> int:
     held = policy["heldout_mean"]
     print(f"policy written to {args.out / 'policy.json'} (held-out mean "
           f"{'n/a' if held is None else f'{held:.2f}'}, generation {policy['generation']})")
+    if args.oracle:
+        print("this is an ORACLE policy (it sees the true fair price): a ceiling for "
+              f"{args.family}, which export, validate and score refuse")
+    if args.compare is not None:
+        from propamm_jax.training.ceiling import ceiling
+
+        share = ceiling(args.compare, args.out / "policy.json", simulations=args.heldout,
+                        ray=args.ray)
+        print(share.line())
     return 0
 
 

@@ -124,6 +124,9 @@ def prepare_strategies(paths: Sequence[str | os.PathLike], *, strict: bool = Fal
     libraries, labels, rejected = [], [], []
     for p in paths:
         if not Path(p).exists() or Path(p).suffix not in (".rs", ".so"):
+            from propamm_jax.pools.families import refuse_policy_file
+
+            refuse_policy_file(p)  # a policy.json: export it first (an oracle: never)
             resolve_library(p)  # a mistyped path is a usage error, not a bad strategy
         try:
             libraries.append(str(resolve_library(p, allow_unsafe_source)))

@@ -31,7 +31,7 @@ class PoolSpec:
 
 def parse_pool(spec: str) -> PoolSpec:
     """`cpamm:30` (30 bps both sides), `cpamm:25/45` (buy/sell fees in bps) or
-    `dynamic:policy.json` (a DynamicFee policy file)."""
+    `dynamic:policy.json` (a policy file of any trainable family, `pools/families.py`)."""
     from propamm_jax.pools.constant_product import ConstantProduct
 
     kind, _, arg = spec.partition(":")
@@ -49,7 +49,7 @@ def parse_pool(spec: str) -> PoolSpec:
         pool = ConstantProduct()
         return PoolSpec(pool, pool.params(*fees), spec)
     if kind == "dynamic":
-        from propamm_jax.pools.dynamic_fee import load_policy
+        from propamm_jax.pools.families import load_policy
 
         if not arg:
             raise PropammError(f"pool {spec!r}: expected dynamic:PATH/TO/policy.json")

@@ -640,7 +640,11 @@ def validate_file(path: str | os.PathLike, *, strict: bool = False,
     elif path.suffix == ".so":
         library = path.resolve()
     else:
-        checks.append(Check("file", FAIL, "not a strategy (expected a .rs source or a compiled .so)"))
+        from propamm_jax.pools.families import policy_file_note
+
+        note = policy_file_note(path)  # a policy.json (an oracle's never exports)
+        checks.append(Check("file", FAIL, note.split(" ", 1)[1] if note else
+                            "not a strategy (expected a .rs source or a compiled .so)"))
         return report()
     checks.extend(validate_library(str(library), plan, strict, sandbox))
     return report()

@@ -55,16 +55,18 @@ def _gradient_check(pools, make_params, theta, profile: str, smooth: float, seed
     """jax.grad of the mean edge of pool 0 against central differences, per coordinate."""
     import jax.numpy as jnp
 
-    from propamm_jax.fast import build_events, build_market, simulate_fast
+    from propamm_jax.fast.events import market_of, pack_events
+    from propamm_jax.fast.runner import run_batch
+    from propamm_jax.fast.step import Engine
     from propamm_jax.tape import make_tape
 
     config = SimConfig(steps=steps, epoch_len=100)
     tape = make_tape(range(seeds), config.steps)
-    events, market = build_events(tape), build_market(tape, config)
+    events, market = pack_events(tape), market_of(tape)
+    engine = Engine(tuple(pools), config, profile, smooth=smooth)
 
     def mean_edge(th):
-        final = jax.vmap(lambda m, e: simulate_fast(pools, make_params(th), config, profile, m, e,
-                                                    smooth=smooth))(market, events)
+        final = run_batch(engine, make_params(th), market, events)
         return jnp.mean(final.cumulative_edge[:, 0])
 
     theta = jnp.asarray(theta, jnp.float64)

@@ -20,7 +20,7 @@ import numpy as np
 
 from propamm_jax.config import SimConfig, check_profile
 from propamm_jax.errors import PropammError, read_json
-from propamm_jax.pools.dynamic_fee import load_policy
+from propamm_jax.pools.families import load_policy
 
 # Policy files written before the seed ranges were recorded: evaluate far above any range
 # `train`'s defaults reach (1 000 000 + generations x batch seeds).

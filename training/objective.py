@@ -105,8 +105,9 @@ def population_values(setting: Setting, population, seeds: Sequence[int],
     market, events = _inputs(setting, seeds, members)
     rows = members * len(seeds)
     opp_pools, opp_params = _opponent_params(setting, rows)
-    tiled = jax.tree_util.tree_map(
-        lambda a: np.tile(np.asarray(a, np.float64), len(seeds)), population)
+    tiled = jax.tree_util.tree_map(  # seed-major: the members repeated per seed
+        lambda a: np.tile(np.asarray(a, np.float64), (len(seeds),) + (1,) * (np.ndim(a) - 1)),
+        population)
     final = _runner(setting, opp_pools)(*market, events, [tiled] + opp_params)
     edge = np.asarray(final.cumulative_edge)
     value = np.asarray(per_seed_value(edge[:, 0], edge[:, -1], setting))
@@ -124,7 +125,7 @@ def official_values(setting: Setting, population, seeds: Sequence[int],
 
     from propamm_jax.scoring import score
     from propamm_jax.training.evaluate import opponent_files
-    from propamm_jax.training.export import render
+    from propamm_jax.pools.families import family_of
 
     leaves = jax.tree_util.tree_leaves(population)
     members = int(np.shape(leaves[0])[0])
@@ -133,9 +134,9 @@ def official_values(setting: Setting, population, seeds: Sequence[int],
     with tempfile.TemporaryDirectory(prefix="propamm-train-") as tmp:
         others = [str(f) for f in opponent_files(setting.opponents, Path(tmp))]
         for m in range(members):
-            params = jax.tree_util.tree_map(lambda a: float(np.asarray(a)[m]), population)
+            params = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64)[m], population)
             rs = Path(tmp) / f"member_{m}.rs"
-            rs.write_text(render(setting.pool, params._asdict(), f"member_{m}"))
+            rs.write_text(family_of(setting.pool).render(setting.pool, params, f"member_{m}"))
             result = score([str(rs)] + others, config=setting.config, seeds=seeds,
                            profile=setting.profile, progress=False, ray=ray)
             if result.rejected:

@@ -7,6 +7,10 @@ algorithm state's leaves, the generation and the best solution so far). `--resum
 the same algorithm, checks the checkpoint's leaves against a fresh state and continues, so
 a resumed run reproduces an uninterrupted one. Held-out seeds come from a disjoint range and
 are only ever used to monitor and to pick the final parameters.
+
+Any family of the registry (`pools/families.py`, `--family`) trains: the search runs over
+the family's flat parameter vector (`pool.unflatten` / `flatten`). `--oracle` trains the
+family's oracle variant, which sees the true fair price: a ceiling, never exported.
 """
 
 from __future__ import annotations
@@ -22,12 +26,13 @@ import numpy as np
 
 from propamm_jax.config import SimConfig, check_profile
 from propamm_jax.errors import Interrupted, PropammError
-from propamm_jax.pools.dynamic_fee import PARAM_NAMES, DFParams, DynamicFee, save_policy
+from propamm_jax.pools.dynamic_fee import PARAM_NAMES
+from propamm_jax.pools.families import family
 
 from propamm_jax.training.objective import (OBJECTIVES, Setting, population_values,
                                            smoothed_value_and_grad)
 
-# Every DynamicFee parameter is trained. (w_gap was left out while the fast path showed every
+# Every parameter of the family is trained (dynamic_fee: PARAM_NAMES). (w_gap was left out while the fast path showed every
 # pool the competitors' spots after the whole step; it now follows the engine's hook order,
 # official vs fast within 0.2% for a policy driven by w_gap alone.)
 TRAINED = tuple(PARAM_NAMES)
@@ -42,6 +47,9 @@ class TrainConfig:
     """Everything a run depends on; stored in the checkpoint and the policy file."""
 
     algorithm: str = "cma_es"
+    family: str = "dynamic_fee"
+    hidden: int = 8          # mlp: hidden units
+    oracle: bool = False     # the family's oracle variant (fast path only; never exported)
     generations: int = 50
     population: int = 16
     batch_seeds: int = 16
@@ -73,6 +81,9 @@ class TrainConfig:
         return list(range(self.heldout_start, self.heldout_start + self.heldout))
 
     def check(self) -> None:
+        family(self.family)
+        if self.hidden < 1 or self.hidden > 256:
+            raise PropammError(f"--hidden must be in 1..256, got {self.hidden}")
         if self.algorithm not in ALGORITHMS:
             raise PropammError(f"unknown algorithm {self.algorithm!r} (choose from "
                                f"{', '.join(ALGORITHMS)})")
@@ -106,18 +117,22 @@ class TrainConfig:
                     parse_pool(spec)
             elif not Path(spec).is_file():
                 raise PropammError(f"--opponent {spec}: no such file")
+            elif self.oracle:
+                raise PropammError(f"--opponent {spec}: an oracle trains on the fast path only "
+                                   "(compiled opponents are scored officially, where no "
+                                   "strategy sees the fair price)")
             elif self.algorithm == "adam":
                 raise PropammError(f"--opponent {spec}: adam trains through the fast path, "
                                    "which cannot run compiled strategies; use cma_es, open_es "
                                    "or snes (each member is then scored officially)")
-        unknown = set(self.init) - set(TRAINED)
-        if unknown:
-            raise PropammError(f"--init: unknown or untrained parameter {sorted(unknown)[0]!r} "
-                               f"(choose from {', '.join(TRAINED)})")
+        self.pool().initial(self.init, self.seed)  # unknown --init names
+
+    def pool(self):
+        return family(self.family).pool(self.fee_min_bps, self.fee_max_bps, self.epoch_len,
+                                        self.oracle, self.hidden)
 
     def setting(self) -> Setting:
-        return Setting(DynamicFee(self.fee_min_bps, self.fee_max_bps, self.epoch_len),
-                       tuple(self.opponents), self.profile,
+        return Setting(self.pool(), tuple(self.opponents), self.profile,
                        SimConfig(steps=self.steps, epoch_len=self.epoch_len), self.objective,
                        self.risk_lambda)
 
@@ -127,16 +142,18 @@ class TrainConfig:
         return d
 
 
-def _vector(values: dict) -> np.ndarray:
-    return np.array([float(values.get(k, 0.0)) for k in TRAINED])
+# What a checkpoint written before these options existed was trained with.
+_OLD_DEFAULTS = {"family": "dynamic_fee", "hidden": 8, "oracle": False}
 
 
-def _params(vec) -> DFParams:
-    """[..., len(TRAINED)] -> DFParams of [...] arrays (untrained parameters 0)."""
-    vec = np.asarray(vec, np.float64)
-    cols = {k: vec[..., i] for i, k in enumerate(TRAINED)}
-    zero = np.zeros(vec.shape[:-1])
-    return DFParams(*(cols.get(k, zero) for k in PARAM_NAMES))
+def _initial(cfg: TrainConfig) -> np.ndarray:
+    """The search's starting vector (`--init`, and for mlp random weights from `--seed`)."""
+    return cfg.pool().initial(cfg.init, cfg.seed)
+
+
+def _params(pool, vec):
+    """[..., size] -> the family's parameter pytree of [...] arrays (f64 NumPy)."""
+    return pool.unflatten(np.asarray(vec, np.float64))
 
 
 def _strategy(cfg: TrainConfig):
@@ -144,7 +161,7 @@ def _strategy(cfg: TrainConfig):
     import jax.numpy as jnp
     from evosax.algorithms import CMA_ES, SNES, Open_ES
 
-    dummy = jnp.zeros(len(TRAINED))
+    dummy = jnp.zeros(cfg.pool().size())
     if cfg.algorithm == "cma_es":
         es = CMA_ES(population_size=cfg.population, solution=dummy)
         return es, es.default_params.replace(std_init=cfg.sigma_init)
@@ -170,7 +187,7 @@ def _init_state(cfg: TrainConfig):
     import jax
     import jax.numpy as jnp
 
-    mean = jnp.asarray(_vector(cfg.init))
+    mean = jnp.asarray(_initial(cfg))
     if cfg.algorithm == "adam":
         return {"x": mean, "opt": _adam(cfg).init(mean)}
     es, es_params = _strategy(cfg)
@@ -207,8 +224,9 @@ def load_checkpoint(out: Path, cfg: TrainConfig):
         raise PropammError(f"{path}: corrupted checkpoint ({type(exc).__name__}: "
                            f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'})") from None
     # The number of generations is not part of the run: a resumed run may go further.
-    diff = sorted(k for k in set(saved) | set(cfg.to_json())
-                  if k != "generations" and saved.get(k) != cfg.to_json().get(k))
+    now = cfg.to_json()
+    diff = sorted(k for k in set(saved) | set(now) if k != "generations"
+                  and saved.get(k, _OLD_DEFAULTS.get(k)) != now.get(k))
     if diff:
         raise PropammError(f"{path}: checkpoint is from a different run (differs in "
                            f"{', '.join(diff)}); use the same options or a new --out")
@@ -231,7 +249,7 @@ def _mean_of(cfg: TrainConfig, state) -> np.ndarray:
 
 
 def heldout_value(setting: Setting, vec, seeds, ray: str | None = None) -> float:
-    return float(population_values(setting, _params(np.asarray(vec)[None]), seeds,
+    return float(population_values(setting, _params(setting.pool, np.asarray(vec)[None]), seeds,
                                    ray=ray).mean())
 
 
@@ -263,8 +281,9 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
         out.mkdir(parents=True, exist_ok=True)
         (out / LOG).write_text("")
         state, start = _init_state(cfg), 0
-        best = {"heldout": None, "params": _vector(cfg.init).tolist(), "generation": -1}
-    echo(f"profile: {cfg.profile}  |  {cfg.algorithm}, population {cfg.population}, "
+        best = {"heldout": None, "params": _initial(cfg).tolist(), "generation": -1}
+    oracle = " (ORACLE: sees the true fair price; never exported)" if cfg.oracle else ""
+    echo(f"profile: {cfg.profile}  |  family {cfg.family}{oracle}  |  {cfg.algorithm}, population {cfg.population}, "
          f"{cfg.batch_seeds} seeds/generation, {cfg.generations} generations  |  "
          f"objective {cfg.objective}  |  opponents: {', '.join(cfg.opponents) or 'normalizer only'}")
     heldout = cfg.heldout_seeds()
@@ -313,20 +332,21 @@ def _generation(cfg: TrainConfig, setting: Setting, gen: int, state, best: dict,
     k_ask, k_tell = jax.random.split(jax.random.fold_in(key, gen))
     if es is not None:
         pop, state = es.ask(k_ask, state, es_params)
-        values = population_values(setting, _params(pop), seeds, ray=ray).mean(axis=1)
+        values = population_values(setting, _params(setting.pool, pop), seeds,
+                                   ray=ray).mean(axis=1)
         state, _ = es.tell(k_tell, pop, jnp.asarray(-values), state, es_params)
         gen_best, gen_mean = float(values.max()), float(values.mean())
     else:
         value, grad = smoothed_value_and_grad(setting, seeds, cfg.smooth,
-                                              _params_jax(state["x"]))
-        grad = jnp.stack([getattr(grad, k) for k in TRAINED])
+                                              setting.pool.unflatten(state["x"]))
+        grad = jnp.concatenate([jnp.ravel(g) for g in grad])  # the vector's order
         updates, opt_state = opt.update(grad, state["opt"], state["x"])
         import optax
 
         state = {"x": optax.apply_updates(state["x"], updates), "opt": opt_state}
         gen_best = gen_mean = float(-value)
     record = {"generation": gen, "best": gen_best, "mean": gen_mean,
-              "mean_params": dict(zip(TRAINED, _mean_of(cfg, state).tolist())),
+              "mean_params": dict(zip(setting.pool.vector_names(), _mean_of(cfg, state).tolist())),
               "seeds": [seeds[0], seeds[-1]]}
     last = gen == cfg.generations - 1
     if (gen + 1) % cfg.eval_every == 0 or last:
@@ -352,20 +372,13 @@ def _report(bar, progress: bool | None, echo, record: dict, best: dict) -> None:
              + (f" held-out {record['heldout']:.1f}" if "heldout" in record else ""))
 
 
-def _params_jax(v) -> DFParams:
-    import jax.numpy as jnp
-
-    cols = {k: v[i] for i, k in enumerate(TRAINED)}
-    return DFParams(*(cols.get(k, jnp.zeros((), v.dtype)) for k in PARAM_NAMES))
-
-
 def write_policy(path: Path, cfg: TrainConfig, best: dict) -> dict:
     """The best mean seen on held-out seeds (the initial one if none was evaluated)."""
     from propamm_jax import __version__
 
-    pool = cfg.setting().pool
-    params = _params(np.asarray(best["params"]))
-    save_policy(path, pool, params, profile=cfg.profile,
+    pool = cfg.pool()
+    params = _params(pool, np.asarray(best["params"]))
+    family(cfg.family).save(path, pool, params, profile=cfg.profile,
                 config={"steps": cfg.steps, "epoch_len": cfg.epoch_len},
                 training=cfg.to_json(),
                 seeds={"train": [cfg.train_seed_start,

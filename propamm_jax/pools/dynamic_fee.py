@@ -16,24 +16,27 @@ from it: `deviation = log(spot / fair_estimate)`. A pool whose spot sits below f
 cheap (its buy side should charge more) and buys X dear (its sell side can charge less and
 still earn): the deviation tilts the two fees in opposite directions.
 
+The features and their tracking live in `pools/features.py` (shared with the `mlp` family).
 The fee is a smooth, bounded map of the features: fee_min + (fee_max - fee_min) *
 sigmoid(z -/+ tilt) for (buy, sell), z = bias + w . features and tilt = w_skew * skew +
-w_dev * 100 * deviation.
+w_dev * 100 * deviation. `oracle=True` replaces the estimated deviation by the true one
+(the fast path's fee view): a training ceiling that never exports.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from propamm_jax.errors import PropammError, read_json
-from propamm_jax.pools.base import EpochObs, FeeView, TradeObs
+from propamm_jax.errors import PropammError
+from propamm_jax.pools import policy_file
 from propamm_jax.pools.constant_product import ConstantProductCurve
+from propamm_jax.pools.features import FeatureState, FeatureTracking, deviation  # noqa: F401
 
 FAMILY = "dynamic_fee"
 VERSION = 2
@@ -52,25 +55,18 @@ class DFParams(NamedTuple):
     w_dev: jnp.ndarray
 
 
-class DFState(NamedTuple):
-    last_spot: jnp.ndarray
-    vol: jnp.ndarray
-    flow: jnp.ndarray
-    weight: jnp.ndarray
-    epoch_progress: jnp.ndarray
-    gap: jnp.ndarray
-    ref_rx: jnp.ndarray
-    skew: jnp.ndarray
-    fair: jnp.ndarray  # the fair price the last arbitrage revealed (0: none yet)
+DFState = FeatureState  # the features (pools/features.py), under the name older code imports
 
 
 @dataclass(frozen=True)
-class DynamicFee(ConstantProductCurve):
-    """Static configuration: fee bounds (bps) and the epoch length used for progress."""
+class DynamicFee(FeatureTracking, ConstantProductCurve):
+    """Static configuration: fee bounds (bps), the epoch length used for progress, and
+    whether the policy is the oracle (sees the true fair price; fast path only)."""
 
     fee_min_bps: float = 5.0
     fee_max_bps: float = 200.0
     epoch_len: int = 1000
+    oracle: bool = False
 
     def params(self, **values: float) -> DFParams:
         unknown = set(values) - set(PARAM_NAMES)
@@ -78,61 +74,41 @@ class DynamicFee(ConstantProductCurve):
             raise PropammError(f"DynamicFee: unknown parameter {sorted(unknown)[0]!r}")
         return DFParams(*(jnp.asarray(float(values.get(k, 0.0))) for k in PARAM_NAMES))
 
-    def init_state(self, params: DFParams) -> DFState:
-        z = jnp.zeros((), jnp.result_type(params.bias))
-        return DFState(z, z, z, z, z, z, z, z, z)
-
-    def fees(self, params: DFParams, state: DFState, view: FeeView | None = None):
-        """(buy, sell) fee fractions (from the features alone: `view` is not used)."""
+    def fees_at(self, params: DFParams, state: DFState, dev):
+        """(buy, sell) fee fractions for the features and a fair-price deviation `dev`."""
         z = (params.bias + params.w_vol * 100.0 * state.vol + params.w_flow * state.flow
              + params.w_weight * state.weight + params.w_epoch * state.epoch_progress
              + params.w_gap * 100.0 * state.gap)
         span = (self.fee_max_bps - self.fee_min_bps) / 10_000.0
         low = self.fee_min_bps / 10_000.0
-        tilt = params.w_skew * state.skew + params.w_dev * 100.0 * deviation(state)
+        tilt = params.w_skew * state.skew + params.w_dev * 100.0 * dev
         # skew > 0: holding more X than at the rebalance; trades that bring X in (sells) pay more
         return low + span * jax.nn.sigmoid(z - tilt), low + span * jax.nn.sigmoid(z + tilt)
 
-    def on_trade(self, params: DFParams, state: DFState, obs: TradeObs) -> DFState:
-        spot = obs.reserve_y / obs.reserve_x
-        ret = jnp.where(state.last_spot > 0.0,
-                        jnp.abs(jnp.log(spot / jnp.where(state.last_spot > 0.0, state.last_spot, 1.0))),
-                        0.0)
-        prices = obs.competitor_prices
-        finite = jnp.isfinite(prices)
-        mean = jnp.sum(jnp.where(finite, prices, 0.0)) / jnp.maximum(jnp.sum(finite), 1)
-        gap = jnp.where(jnp.any(finite), jnp.abs(mean - spot) / spot, 0.0)
-        ref = jnp.where(state.ref_rx > 0.0, state.ref_rx, obs.reserve_x)
-        # The fees this trade was quoted at (the state is still the pre-trade one).
-        fee_buy, fee_sell = self.fees(params, state)
-        revealed = jnp.where(obs.is_buy, spot / (1.0 - fee_buy), spot * (1.0 - fee_sell))
-        new = DFState(
-            last_spot=spot, vol=0.95 * state.vol + 0.05 * ret,
-            flow=0.9 * state.flow + 0.1 * obs.flow, weight=obs.capital_weight,
-            epoch_progress=obs.epoch_step / float(self.epoch_len), gap=gap, ref_rx=ref,
-            skew=jnp.log(obs.reserve_x / ref),
-            fair=jnp.where(obs.flow == 0.0, revealed, state.fair))
-        return _blend(obs.active, new, state)
+    # --- the parameter vector (what training searches): PARAM_NAMES in order -------------
 
-    def on_epoch(self, params: DFParams, state: DFState, obs: EpochObs) -> DFState:
-        new = state._replace(vol=0.5 * state.vol, weight=obs.capital_weight,
-                             ref_rx=obs.reserve_x, skew=jnp.zeros_like(state.skew),
-                             epoch_progress=jnp.zeros_like(state.epoch_progress))
-        return _blend(obs.active, new, state)
+    def size(self) -> int:
+        return len(PARAM_NAMES)
 
+    def unflatten(self, vec) -> DFParams:
+        """[..., size] (NumPy or JAX) -> DFParams of [...] arrays."""
+        return DFParams(*(vec[..., i] for i in range(len(PARAM_NAMES))))
 
-def deviation(state: DFState):
-    """log(spot / fair price revealed by the last arbitrage); 0 before the first one."""
-    known = (state.fair > 0.0) & (state.last_spot > 0.0)
-    return jnp.where(known, jnp.log(jnp.where(known, state.last_spot, 1.0)
-                                    / jnp.where(known, state.fair, 1.0)), 0.0)
+    def flatten(self, params) -> np.ndarray:
+        """DFParams or {name: value} -> the f64 vector."""
+        get = params.get if isinstance(params, dict) else (lambda k: getattr(params, k))
+        return np.array([float(get(k)) for k in PARAM_NAMES])
 
+    def vector_names(self) -> list[str]:
+        return list(PARAM_NAMES)
 
-def _blend(active, new: DFState, old: DFState) -> DFState:
-    """`new` where the trade happened; with a smoothed engine, the weighted mix."""
-    w = jnp.asarray(active).astype(old.vol.dtype)
-    return jax.tree_util.tree_map(
-        lambda a, b: jnp.where(w > 0.0, w * a.astype(b.dtype) + (1.0 - w) * b, b), new, old)
+    def initial(self, init: dict, seed: int) -> np.ndarray:
+        """The search's starting point: `init` by name, the rest 0 (`seed` is not needed)."""
+        unknown = set(init) - set(PARAM_NAMES)
+        if unknown:
+            raise PropammError(f"--init: unknown or untrained parameter {sorted(unknown)[0]!r} "
+                               f"(choose from {', '.join(PARAM_NAMES)})")
+        return np.array([float(init.get(k, 0.0)) for k in PARAM_NAMES])
 
 
 def load_policy(path: str | Path) -> tuple[DynamicFee, DFParams]:
@@ -142,45 +118,24 @@ def load_policy(path: str | Path) -> tuple[DynamicFee, DFParams]:
     return pool, pool.params(**values)
 
 
-def read_policy(path: str | Path) -> tuple[DynamicFee, dict[str, float]]:
+def read_policy(path: str | Path, data: dict | None = None) -> tuple[DynamicFee, dict[str, float]]:
     """A `policy.json` of this family: the pool and its parameters as the exact Python floats
-    (f64) the file holds; every problem is one line naming the file."""
+    (f64) the file holds; every problem is one line naming the file and field. `data`: the
+    file's JSON when the caller (the family registry) has read it already."""
     path = Path(path)
-    data = read_json(path)
-    if not isinstance(data, dict):
-        raise PropammError(f"{path}: expected a JSON object")
-    if "family" not in data:
-        raise PropammError(f"{path}: not a policy file (no 'family' field; `propamm train` "
-                           "writes one as policy.json)")
-    if data.get("family") != FAMILY:
-        raise PropammError(f"{path}: policy family {data.get('family')!r} is not {FAMILY!r}")
-    version = data.get("version")
-    if version not in VERSIONS or isinstance(version, bool):
-        raise PropammError(f"{path}: policy version {version!r} is not one of "
-                           f"{', '.join(map(str, VERSIONS))}")
-    params = data.get("params")
-    if not isinstance(params, dict):
-        raise PropammError(f"{path}: field 'params' must be an object")
-    params = dict(params)
+    data = policy_file.read_envelope(path) if data is None else data
+    version = policy_file.check_family(path, data, FAMILY, VERSIONS)
+    params = policy_file.params_object(path, data)
     if version == 1:
         if "w_dev" in params:
             raise PropammError(f"{path}: field 'params.w_dev' needs policy version 2")
         params["w_dev"] = 0.0
-    for key in PARAM_NAMES:
-        if not isinstance(params.get(key), (int, float)) or isinstance(params.get(key), bool):
-            raise PropammError(f"{path}: field 'params.{key}' must be a number")
-    pool = DynamicFee(float(data.get("fee_min_bps", 5.0)), float(data.get("fee_max_bps", 200.0)),
-                      int(data.get("epoch_len", 1000)))
-    if not 0.0 <= pool.fee_min_bps < pool.fee_max_bps < 10_000.0:
-        raise PropammError(f"{path}: need 0 <= fee_min_bps < fee_max_bps < 10000")
-    return pool, {k: float(params[k]) for k in PARAM_NAMES}
+    values = {k: policy_file.number(path, params.get(k), f"params.{k}") for k in PARAM_NAMES}
+    fee_min, fee_max, epoch_len, oracle = policy_file.bounds(path, data)
+    return DynamicFee(fee_min, fee_max, epoch_len, oracle), values
 
 
 def save_policy(path: str | Path, pool: DynamicFee, params: DFParams, **extra) -> Path:
     """Writes a `policy.json` that `load_policy` reads back."""
-    path = Path(path)
-    data = {"family": FAMILY, "version": VERSION, "fee_min_bps": pool.fee_min_bps,
-            "fee_max_bps": pool.fee_max_bps, "epoch_len": pool.epoch_len,
-            "params": {k: float(getattr(params, k)) for k in PARAM_NAMES}, **extra}
-    path.write_text(json.dumps(data, indent=2) + "\n")
-    return path
+    return policy_file.write_envelope(
+        path, FAMILY, VERSION, pool, {k: float(getattr(params, k)) for k in PARAM_NAMES}, **extra)
