@@ -151,8 +151,9 @@ def test_demand_matches_bisection_on_the_forward_difference(x64):
     assert capped >= 2
 
 
-def test_policy_file_round_trip_and_one_line_errors(tmp_path, x64):
+def test_policy_file_round_trip_registry_and_one_line_errors(tmp_path, x64):
     from propamm_jax.errors import PropammError
+    from propamm_jax.pools import families
     from propamm_jax.pools.virtual_reserves import load_policy, read_policy, save_policy
 
     pool = _pool()
@@ -161,22 +162,41 @@ def test_policy_file_round_trip_and_one_line_errors(tmp_path, x64):
     assert got_pool == pool
     assert values == {"fee_buy_bps": 12.5, "fee_sell_bps": 40.0, "concentration": 3.25}
     assert float(load_policy(path)[1].concentration) == 3.25
+    family, reg_pool, reg_values = families.read_policy(path)  # the registry knows the family
+    assert family.name == "virtual_reserves" and reg_pool == pool and reg_values == values
+    assert families.family_of(pool) is family
     data = json.loads(path.read_text())
-    for field, value, message in [("concentration", 50.0, "params.concentration"),
-                                  ("fee_sell_bps", "x", "params.fee_sell_bps"),
-                                  ("fee_buy_bps", -1.0, "params.fee_buy_bps")]:
+    for field, value in [("fee_sell_bps", "x"), ("concentration", None)]:
         bad = dict(data, params=dict(data["params"], **{field: value}))
         (tmp_path / "bad.json").write_text(json.dumps(bad))
-        with pytest.raises(PropammError, match=message) as err:
-            read_policy(tmp_path / "bad.json")
+        with pytest.raises(PropammError, match=f"params.{field}") as err:
+            families.read_policy(tmp_path / "bad.json")
         assert "\n" not in str(err.value) and "bad.json" in str(err.value)
-    (tmp_path / "other.json").write_text(json.dumps(dict(data, family="dynamic_fee")))
-    with pytest.raises(PropammError, match="family"):
+    (tmp_path / "other.json").write_text(json.dumps(dict(data, version=7)))
+    with pytest.raises(PropammError, match="version"):
         read_policy(tmp_path / "other.json")
 
 
+def test_out_of_bounds_parameters_are_clipped_alike_in_the_fast_path_and_the_export(x64):
+    """A search may leave the bounds: fees clip to [fee_min_bps, fee_max_bps] and the
+    concentration to [1, max_concentration], in the fast path and in the export."""
+    from propamm_jax.pools.base import FeeView
+    from propamm_jax.pools.virtual_reserves import VirtualReserves, render
+
+    pool = VirtualReserves(fee_min_bps=5.0, fee_max_bps=100.0, max_concentration=6.0)
+    wild = {"fee_buy_bps": -3.0, "fee_sell_bps": 250.0, "concentration": 40.0}
+    p = pool.unflatten(pool.flatten(wild))
+    fb, fs = pool.fees(p, (), FeeView(100.0, 100.0, 10_000.0, 0))
+    assert (float(fb), float(fs)) == (5e-4, 1e-2)
+    assert float(pool.kappa(p)) == 1.0 - 1.0 / 6.0
+    text = render(pool, wild)
+    assert "GAMMA_BUY: u128 = 999500000;" in text and "GAMMA_SELL: u128 = 990000000;" in text
+    assert f"const K: f64 = {1.0 - 1.0 / 6.0!r};" in text
+
+
 def _export(tmp_path, fee_b=25.0, fee_s=35.0, conc=4.0, name="vr"):
-    from propamm_jax.pools.virtual_reserves import export, save_policy
+    from propamm_jax.pools.virtual_reserves import save_policy
+    from propamm_jax.training.export import export
 
     pool = _pool()
     policy = save_policy(tmp_path / f"{name}.json", pool, pool.params(fee_b, fee_s, conc))

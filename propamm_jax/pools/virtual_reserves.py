@@ -35,7 +35,6 @@ the curve's price; `arbitrage` follows it.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -43,11 +42,14 @@ from pathlib import Path
 from typing import NamedTuple
 
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
-from propamm_jax.errors import PropammError, read_json
+from propamm_jax.errors import PropammError
 from propamm_jax.pools.base import MAX_IN_FRAC, ROUTER_STEP, Arbitrage, EpochObs, FeeView, TradeObs
 from propamm_jax.fast import solvers as cf
+from propamm_jax.pools.policy_file import (bounds, check_family, number, params_object,
+                                           read_envelope, write_envelope)
 
 FAMILY = "virtual_reserves"
 VERSION = 1
@@ -65,8 +67,14 @@ class VRParams(NamedTuple):
 
 @dataclass(frozen=True)
 class VirtualReserves:
-    """Static configuration: the range's centre price and the largest concentration."""
+    """Static configuration: the bounds the fees are clipped to, the epoch length and the
+    oracle flag (the registry's shared fields: this family's fees ignore the fair price), the
+    range's centre price and the largest concentration."""
 
+    fee_min_bps: float = 0.0
+    fee_max_bps: float = 1000.0
+    epoch_len: int = 1000
+    oracle: bool = False
     center_price: float = 100.0
     max_concentration: float = 10.0
 
@@ -81,13 +89,38 @@ class VirtualReserves:
         return ()
 
     def fees(self, params: VRParams, state, view: FeeView):
-        return params.fee_buy_bps / 10_000.0, params.fee_sell_bps / 10_000.0
+        clip = lambda bps: jnp.clip(bps, self.fee_min_bps, self.fee_max_bps) / 10_000.0  # noqa: E731
+        return clip(params.fee_buy_bps), clip(params.fee_sell_bps)
 
     def on_trade(self, params: VRParams, state, obs: TradeObs):
         return state
 
     def on_epoch(self, params: VRParams, state, obs: EpochObs):
         return state
+
+    # ─── The parameter vector (what training searches): PARAM_NAMES in order ───────────
+
+    def size(self) -> int:
+        return len(PARAM_NAMES)
+
+    def unflatten(self, vec) -> VRParams:
+        return VRParams(*(vec[..., i] for i in range(len(PARAM_NAMES))))
+
+    def flatten(self, params) -> np.ndarray:
+        get = params.get if isinstance(params, dict) else (lambda k: getattr(params, k))
+        return np.array([float(get(k)) for k in PARAM_NAMES])
+
+    def vector_names(self) -> list[str]:
+        return list(PARAM_NAMES)
+
+    def initial(self, init: dict, seed: int) -> np.ndarray:
+        """The search's start: `init` by name, else 30 bps each side and concentration 2."""
+        unknown = set(init) - set(PARAM_NAMES)
+        if unknown:
+            raise PropammError(f"--init: unknown parameter {sorted(unknown)[0]!r} "
+                               f"(choose from {', '.join(PARAM_NAMES)})")
+        start = {"fee_buy_bps": 30.0, "fee_sell_bps": 30.0, "concentration": 2.0, **init}
+        return np.array([float(start[k]) for k in PARAM_NAMES])
 
     # ─── Curve ───────────────────────────────────────────────────────────────────────────
 
@@ -168,59 +201,39 @@ def input_cap(v_in, v_out, cap_out, gamma):
     return cap_out * v_in / ((v_out - cap_out) * gamma)
 
 
-# ─── Policy files ─────────────────────────────────────────────────────────────────────────
+# ─── Policy files (the shared envelope of `pools/policy_file.py`) ────────────────────────
 
 
-def read_policy(path: str | Path) -> tuple[VirtualReserves, dict[str, float]]:
+def read_policy(path: str | Path, data: dict | None = None
+                ) -> tuple[VirtualReserves, dict[str, float]]:
     """A `policy.json` of this family: the pool and its parameters as exact Python floats;
     every problem is one line naming the file and the field."""
     path = Path(path)
-    data = read_json(path)
-    if not isinstance(data, dict) or data.get("family") != FAMILY:
-        found = data.get("family") if isinstance(data, dict) else None
-        raise PropammError(f"{path}: policy family {found!r} is not {FAMILY!r}")
-    if data.get("version") != VERSION or isinstance(data.get("version"), bool):
-        raise PropammError(f"{path}: policy version {data.get('version')!r} is not {VERSION}")
-    pool = VirtualReserves(_number(path, data, "center_price", 100.0),
-                           _number(path, data, "max_concentration", 10.0))
-    if not 0.0 < pool.center_price < 1e12:
+    data = read_envelope(path) if data is None else data
+    check_family(path, data, FAMILY, (VERSION,))
+    fee_min, fee_max, epoch_len, oracle = bounds(path, data)
+    center = number(path, data.get("center_price", 100.0), "center_price")
+    most = number(path, data.get("max_concentration", 10.0), "max_concentration")
+    if not 0.0 < center < 1e12:
         raise PropammError(f"{path}: field 'center_price' must be in (0, 1e12)")
-    if not 1.0 <= pool.max_concentration <= 100.0:
+    if not 1.0 <= most <= 100.0:
         raise PropammError(f"{path}: field 'max_concentration' must be in [1, 100]")
-    params = data.get("params")
-    if not isinstance(params, dict):
-        raise PropammError(f"{path}: field 'params' must be an object")
-    values = {k: _number(path, params, k, None, "params.") for k in PARAM_NAMES}
-    for key in ("fee_buy_bps", "fee_sell_bps"):
-        if not 0.0 <= values[key] < 10_000.0:
-            raise PropammError(f"{path}: field 'params.{key}' must be in [0, 10000)")
-    if not 1.0 <= values["concentration"] <= pool.max_concentration:
-        raise PropammError(f"{path}: field 'params.concentration' must be in "
-                           f"[1, {pool.max_concentration:g}]")
+    pool = VirtualReserves(fee_min, fee_max, epoch_len, oracle, center, most)
+    params = params_object(path, data)
+    values = {k: number(path, params.get(k), f"params.{k}") for k in PARAM_NAMES}
     return pool, values
-
-
-def _number(path, data: dict, key: str, default, prefix: str = "") -> float:
-    value = data.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        raise PropammError(f"{path}: field '{prefix}{key}' must be a number")
-    return float(value)
 
 
 def load_policy(path: str | Path) -> tuple[VirtualReserves, VRParams]:
     pool, values = read_policy(path)
-    return pool, pool.params(values["fee_buy_bps"], values["fee_sell_bps"],
-                             values["concentration"])
+    return pool, pool.unflatten(jnp.asarray(pool.flatten(values)))
 
 
-def save_policy(path: str | Path, pool: VirtualReserves, params: VRParams, **extra) -> Path:
+def save_policy(path: str | Path, pool: VirtualReserves, params, **extra) -> Path:
     """Writes a `policy.json` that `read_policy` reads back."""
-    path = Path(path)
-    data = {"family": FAMILY, "version": VERSION, "center_price": pool.center_price,
-            "max_concentration": pool.max_concentration,
-            "params": {k: float(getattr(params, k)) for k in PARAM_NAMES}, **extra}
-    path.write_text(json.dumps(data, indent=2) + "\n")
-    return path
+    values = dict(zip(PARAM_NAMES, pool.flatten(params).tolist()))
+    return write_envelope(path, FAMILY, VERSION, pool, values, center_price=pool.center_price,
+                          max_concentration=pool.max_concentration, **extra)
 
 
 # ─── Rust export ──────────────────────────────────────────────────────────────────────────
@@ -305,22 +318,11 @@ def render(pool: VirtualReserves, params: dict[str, float], name: str = FAMILY) 
     if not re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", name):
         raise PropammError(f"--name {name!r}: use 1-64 letters, digits, '_' or '-'")
     c = min(max(float(params["concentration"]), 1.0), pool.max_concentration)
-    gamma = lambda bps: round(1e9 - float(bps) * 1e5)  # noqa: E731 (1 - fee, in ppb)
+    fee = lambda key: min(max(float(params[key]), pool.fee_min_bps), pool.fee_max_bps)  # noqa: E731
+    gamma = lambda key: round(1e9 - fee(key) * 1e5)  # noqa: E731 (1 - fee, in ppb)
     return TEMPLATE.format(
         version=__version__, name=name, concentration=rust_f64(c),
         center=rust_f64(pool.center_price), kappa=rust_f64(1.0 - 1.0 / c),
         sqrt_k=rust_f64(math.sqrt(1.0 - 1.0 / c)),
-        sqrt_p0=rust_f64(pool.center_price ** 0.5), gamma_buy=gamma(params["fee_buy_bps"]),
-        gamma_sell=gamma(params["fee_sell_bps"]))
-
-
-def export(policy: str | Path, output: str | Path, name: str | None = None) -> Path:
-    """Writes the Rust submission for a `policy.json` of this family to `output`."""
-    pool, params = read_policy(policy)
-    output = Path(output)
-    if output.suffix != ".rs":
-        raise PropammError(f"{output}: the output must be a .rs file")
-    if name is None:
-        name = re.sub(r"[^A-Za-z0-9_\-]", "_", output.stem)[:64] or FAMILY
-    output.write_text(render(pool, params, name))
-    return output
+        sqrt_p0=rust_f64(pool.center_price ** 0.5), gamma_buy=gamma("fee_buy_bps"),
+        gamma_sell=gamma("fee_sell_bps"))
