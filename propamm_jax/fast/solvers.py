@@ -291,7 +291,10 @@ def equimarginal_route(demands, margins, pool_args, total):
     at_cap = jnp.stack([m(*a, c) for m, a, c in zip(margins, pool_args, caps)])
     tiny = jnp.finfo(at_zero.dtype).tiny
     lo = lax.rsqrt(jnp.maximum(jnp.max(at_zero, axis=0), tiny))
-    hi = lax.rsqrt(jnp.maximum(jnp.min(at_cap, axis=0), tiny))
+    # A curve whose output is capped by its real reserve has a zero marginal at its input
+    # cap: floor the bracket's shadow price so that the level's bracket stays finite.
+    floor = 1e-6 * jnp.max(at_zero, axis=0)
+    hi = lax.rsqrt(jnp.maximum(jnp.maximum(jnp.min(at_cap, axis=0), floor), tiny))
 
     def inputs(level, args):
         lam = 1.0 / (level * level)
