@@ -209,7 +209,7 @@ def test_export_quotes_what_the_fast_path_quotes(tmp_path, x64):
     few nano-units plus the truncation of the effective input."""
     from propamm_jax.native.bridge import NativeStrategy
     from propamm_jax.native.build import compile_rust
-    from propamm_jax.validate import compute_payload
+    from propamm_jax.official.validate import compute_payload
 
     pool = _pool()
     strategy = NativeStrategy(compile_rust(_export(tmp_path)))
@@ -288,7 +288,7 @@ def test_export_scored_officially_matches_the_fast_path(tmp_path, x64):
     seed, next to a fixed-fee pool (corrected profile, where the fast path models the
     official solvers)."""
     from propamm_jax.config import SimConfig
-    from propamm_jax.scoring import score
+    from propamm_jax.official.scoring import score
     from propamm_jax.simulation import PoolSpec, simulate
     from propamm_jax.training.export import fixed_fee_rust
 
@@ -319,8 +319,8 @@ def test_published_solvers_never_arbitrage_this_curve_and_split_buys_pro_rata(tm
     is split pro rata to the pools' Y reserves. The fast path still refuses the profile: its
     model of the published router is a group closed form for constant-product pools only."""
     from propamm_jax.config import SimConfig
-    from propamm_jax.scoring import score
-    from propamm_jax.tape import make_tape
+    from propamm_jax.official.scoring import score
+    from propamm_jax.tape.generate import make_tape
     from propamm_jax.training.export import fixed_fee_rust
 
     seed, config = 5, SimConfig(steps=600, epoch_len=100)
