@@ -72,13 +72,14 @@ def _dtype_rows(dtype) -> list[tuple[int, int, str]]:
     return sorted(out)
 
 
-@pytest.mark.parametrize("title, dtype_name", [("Quote payload", "_SWAP"),
-                                               ("After-swap payload", "_AFTER"),
-                                               ("Epoch payload", "_EPOCH")])
-def test_readme_payload_tables_match_the_code(title, dtype_name):
-    from propamm_jax.pools import native
+@pytest.mark.parametrize("title, layout", [("Quote payload", "QUOTE"),
+                                           ("After-swap payload", "AFTER_SWAP"),
+                                           ("Epoch payload", "EPOCH")])
+def test_readme_payload_tables_match_the_code(title, layout):
+    from propamm_jax import rules
 
-    dtype = getattr(native, dtype_name)
+    header = getattr(rules, layout)
+    dtype = np.dtype(header.descr + [("storage", "u1", (rules.STORAGE,))])
     total, rows = _readme_table(title)
     assert total == dtype.itemsize
     expected = _dtype_rows(dtype)

@@ -19,20 +19,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_reference.obs import EpochObs, TradeObs
+from propamm_jax import rules
 
-STORAGE = 1024
+STORAGE = rules.STORAGE
 
-_SWAP = np.dtype([("tag", "u1"), ("input", "<u8"), ("rx", "<u8"), ("ry", "<u8"),
-                  ("storage", "u1", (STORAGE,))])
-_AFTER = np.dtype([("tag", "u1"), ("side", "u1"), ("input", "<u8"), ("output", "<u8"),
-                   ("rx", "<u8"), ("ry", "<u8"), ("step", "<u8"), ("epoch_step", "<u4"),
-                   ("epoch_number", "<u4"), ("n", "u1"), ("index", "u1"), ("flow", "<f4"),
-                   ("weight", "<f4"), ("competitors", "<f4", (8,)),
-                   ("storage", "u1", (STORAGE,))])
-_EPOCH = np.dtype([("tag", "u1"), ("epoch_number", "<u4"), ("rx", "<u8"), ("ry", "<u8"),
-                   ("epoch_edge", "<f8"), ("cumulative_edge", "<f8"), ("weight", "<f4"),
-                   ("storage", "u1", (STORAGE,))])
-assert (_SWAP.itemsize, _AFTER.itemsize, _EPOCH.itemsize) == (1049, 1116, 1065)
+
+def _with_storage(layout: np.dtype) -> np.dtype:
+    """A payload's header (`rules`) followed by the strategy's storage, as one record."""
+    return np.dtype(layout.descr + [("storage", "u1", (STORAGE,))])
+
+
+_SWAP = _with_storage(rules.QUOTE)
+_AFTER = _with_storage(rules.AFTER_SWAP)
+_EPOCH = _with_storage(rules.EPOCH)
 
 
 @lru_cache(maxsize=None)
@@ -46,8 +45,8 @@ def _quote_host(library, is_buy, amount, rx, ry, storage):
     strategy = _strategy(library)
     shape = np.broadcast_shapes(is_buy.shape, amount.shape, rx.shape, ry.shape, storage.shape[:-1])
     payload = np.zeros(shape, _SWAP)
-    payload["tag"] = np.where(is_buy, 0, 1)
-    payload["input"], payload["rx"], payload["ry"] = amount, rx, ry
+    payload["side"] = np.where(is_buy, 0, 1)
+    payload["input"], payload["reserve_x"], payload["reserve_y"] = amount, rx, ry
     payload["storage"] = storage
     flat = payload.reshape(-1)
     out = np.array([strategy.call_compute(flat[k : k + 1]) for k in range(flat.size)], np.uint64)
@@ -95,14 +94,16 @@ class NativePool:
     def on_trade(self, params, state, obs: TradeObs):
         fields = {"tag": jnp.uint8(2), "side": jnp.where(obs.is_buy, 0, 1).astype(jnp.uint8),
                   "input": obs.input_amount, "output": obs.output_amount,
-                  "rx": obs.reserve_x, "ry": obs.reserve_y, "step": obs.sim_step,
+                  "reserve_x": obs.reserve_x, "reserve_y": obs.reserve_y, "step": obs.sim_step,
                   "epoch_step": obs.epoch_step, "epoch_number": obs.epoch_number,
-                  "n": obs.n_strategies, "index": obs.strategy_index, "flow": obs.flow_captured,
-                  "weight": obs.capital_weight, "competitors": obs.competitor_prices}
+                  "n_strategies": obs.n_strategies, "strategy_index": obs.strategy_index,
+                  "flow": obs.flow_captured, "capital_weight": obs.capital_weight,
+                  "competitor_prices": obs.competitor_prices}
         return self._hook(_AFTER, fields, obs.active, state)
 
     def on_epoch(self, params, state, obs: EpochObs):
-        fields = {"tag": jnp.uint8(5), "epoch_number": obs.epoch_number, "rx": obs.reserve_x,
-                  "ry": obs.reserve_y, "epoch_edge": obs.epoch_edge,
-                  "cumulative_edge": obs.cumulative_edge, "weight": obs.capital_weight}
+        fields = {"tag": jnp.uint8(5), "epoch_number": obs.epoch_number,
+                  "reserve_x": obs.reserve_x, "reserve_y": obs.reserve_y,
+                  "epoch_edge": obs.epoch_edge, "cumulative_edge": obs.cumulative_edge,
+                  "capital_weight": obs.capital_weight}
         return self._hook(_EPOCH, fields, obs.active, state)
