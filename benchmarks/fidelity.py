@@ -3,7 +3,8 @@
 Fast-path `cpamm:30` + `cpamm:65` against official scoring of `fixed_30bps.rs` +
 `fixed_65bps.rs` on the same seeds, in each profile. Prints, per strategy and for the
 normalizer, the mean over seeds of |edge_fast - edge_official| / max(|edge_official|, 1), the
-share of seeds where both rank the strategies the same, and the worst seeds.
+share of seeds where both rank the strategies the same, and the worst seeds; then ("of
+means") the relative difference of the mean edges over all seeds.
 
     python benchmarks/fidelity.py                      # seeds 0..199, both profiles
     python benchmarks/fidelity.py --seeds 50 --profile corrected
@@ -48,7 +49,10 @@ def compare(fast, official) -> dict:
     same_rank = np.all(np.argsort(-fe, axis=1) == np.argsort(-oe, axis=1), axis=1)
     worst = np.argsort(-per_strategy.max(axis=1))[:5]
     seeds = sorted(s["seed"] for s in official.sims)
+    mean_gap = lambda f, o: abs(f.mean() - o.mean()) / max(abs(o.mean()), 1.0)  # noqa: E731
     return {"mean": list(per_strategy.mean(axis=0)) + [norm.mean()],
+            "mean_edge": [mean_gap(fe[:, k], oe[:, k]) for k in range(fe.shape[1])]
+            + [mean_gap(fn, on)],
             "same_rank": same_rank.mean(),
             "worst": [(seeds[i], per_strategy[i].max()) for i in worst]}
 
@@ -95,6 +99,9 @@ def main() -> int:
         worst = ", ".join(f"{seed}: {d:.2%}" for seed, d in c["worst"])
         print(f"{profile:10s} {c['mean'][0]:9.3%} {c['mean'][1]:9.3%} {c['mean'][2]:10.3%} "
               f"{c['same_rank']:9.1%}  {worst}", flush=True)
+        m = c["mean_edge"]
+        print(f"{'  of means':10s} {m[0]:9.3%} {m[1]:9.3%} {m[2]:10.3%}  (|mean fast - mean "
+              "official| / |mean official|)", flush=True)
         if args.noise_floor and profile == "corrected":
             noisy = with_arbitrage_noise(lambda: simulate(
                 ["cpamm:30", "cpamm:65"], config, range(args.seeds), profile=profile))

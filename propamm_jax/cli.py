@@ -191,11 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(one row per simulation and strategy); checked before scoring")
     p.add_argument("--trace-seeds", type=_seed, nargs="*", default=[],
                    help="also record per-step traces (first 300 steps) for these seeds")
-    p.add_argument("--sim-timeout", type=_positive_int("--sim-timeout"), default=300,
-                   help="seconds one simulation may take before it is reported as a failure")
-    p.add_argument("--call-timeout", type=_positive_float("--call-timeout"), default=5.0,
-                   help="seconds of wall time one strategy call may take before its "
-                        "simulation is reported as a timeout")
+    _add_timeout_options(p)
     _add_robustness_options(p)
     _add_ray_option(p)
     p.set_defaults(run=cmd_score)
@@ -308,6 +304,15 @@ def _config(args):
     from propamm_jax.config import SimConfig
 
     return SimConfig(steps=args.steps, epoch_len=args.epoch_len)
+
+
+def _add_timeout_options(p) -> None:
+    """--sim-timeout and --call-timeout of the commands that score officially."""
+    p.add_argument("--sim-timeout", type=_positive_int("--sim-timeout"), default=300,
+                   help="seconds one simulation may take before it is reported as a failure")
+    p.add_argument("--call-timeout", type=_positive_float("--call-timeout"), default=5.0,
+                   help="seconds of wall time one strategy call may take before its "
+                        "simulation is reported as a timeout")
 
 
 def _add_robustness_options(p: argparse.ArgumentParser) -> None:
@@ -480,11 +485,7 @@ def _add_tournament_parser(sub) -> None:
                    help="also write the run's results (.json golden schema, or .csv/.parquet)")
     p.add_argument("--plot", type=Path, default=None,
                    help="also draw mean edge with 2-SE bars and the rank distribution (.png)")
-    p.add_argument("--sim-timeout", type=_positive_int("--sim-timeout"), default=300,
-                   help="seconds one simulation may take before it is reported as a failure")
-    p.add_argument("--call-timeout", type=_positive_float("--call-timeout"), default=5.0,
-                   help="seconds of wall time one strategy call may take before its "
-                        "simulation is reported as a timeout")
+    _add_timeout_options(p)
     _add_robustness_options(p)
     _add_ray_option(p)
     p.set_defaults(run=cmd_tournament)

@@ -22,9 +22,10 @@ This module imports no engine: the engine imports it.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 import jax.numpy as jnp
+import numpy as np
 
 # The published router compares forward-difference marginals (out(x + d) - out(x)) / d with
 # d = ROUTER_STEP[0] * x + ROUTER_STEP[1], not derivatives; `demand` is measured the same way.
@@ -133,3 +134,37 @@ class Pool(FeePolicy, Curve, Protocol):
 def has_closed_form(pool: Any, name: str) -> bool:
     """Whether a pool's family supplies the optional closed form `name`."""
     return callable(getattr(pool, name, None))
+
+
+class NamedVector:
+    """The parameter vector training searches, for a family whose params are a NamedTuple of
+    scalars (`param_type`, in field order). Mixed into the family's pool class."""
+
+    param_type: ClassVar[type]
+
+    def size(self) -> int:
+        return len(self.param_type._fields)
+
+    def vector_names(self) -> list[str]:
+        return list(self.param_type._fields)
+
+    def unflatten(self, vec):
+        """[..., size] (NumPy or JAX) -> params of [...] arrays."""
+        return self.param_type(*(vec[..., i] for i in range(self.size())))
+
+    def flatten(self, params) -> np.ndarray:
+        """params or {name: value} -> the f64 vector."""
+        get = params.get if isinstance(params, dict) else (lambda k: getattr(params, k))
+        return np.array([float(get(k)) for k in self.param_type._fields])
+
+    def start(self, init: dict, defaults: dict) -> np.ndarray:
+        """The search's starting point: `init` by name, else `defaults`, else 0."""
+        from propamm_jax.errors import PropammError
+
+        names = self.param_type._fields
+        unknown = set(init) - set(names)
+        if unknown:
+            raise PropammError(f"--init: unknown parameter {sorted(unknown)[0]!r} "
+                               f"(choose from {', '.join(names)})")
+        values = {**defaults, **init}
+        return np.array([float(values.get(k, 0.0)) for k in names])

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,6 +35,7 @@ import numpy as np
 
 from propamm_jax.errors import PropammError
 from propamm_jax.pools import policy_file
+from propamm_jax.pools.base import NamedVector
 from propamm_jax.pools.constant_product import ConstantProductCurve
 from propamm_jax.pools.features import FeatureState, FeatureTracking, deviation  # noqa: F401
 
@@ -59,10 +60,11 @@ DFState = FeatureState  # the features (pools/features.py), under the name older
 
 
 @dataclass(frozen=True)
-class DynamicFee(FeatureTracking, ConstantProductCurve):
+class DynamicFee(NamedVector, FeatureTracking, ConstantProductCurve):
     """Static configuration: fee bounds (bps), the epoch length used for progress, and
     whether the policy is the oracle (sees the true fair price; fast path only)."""
 
+    param_type: ClassVar[type] = DFParams
     fee_min_bps: float = 5.0
     fee_max_bps: float = 200.0
     epoch_len: int = 1000
@@ -87,28 +89,9 @@ class DynamicFee(FeatureTracking, ConstantProductCurve):
 
     # --- the parameter vector (what training searches): PARAM_NAMES in order -------------
 
-    def size(self) -> int:
-        return len(PARAM_NAMES)
-
-    def unflatten(self, vec) -> DFParams:
-        """[..., size] (NumPy or JAX) -> DFParams of [...] arrays."""
-        return DFParams(*(vec[..., i] for i in range(len(PARAM_NAMES))))
-
-    def flatten(self, params) -> np.ndarray:
-        """DFParams or {name: value} -> the f64 vector."""
-        get = params.get if isinstance(params, dict) else (lambda k: getattr(params, k))
-        return np.array([float(get(k)) for k in PARAM_NAMES])
-
-    def vector_names(self) -> list[str]:
-        return list(PARAM_NAMES)
-
     def initial(self, init: dict, seed: int) -> np.ndarray:
         """The search's starting point: `init` by name, the rest 0 (`seed` is not needed)."""
-        unknown = set(init) - set(PARAM_NAMES)
-        if unknown:
-            raise PropammError(f"--init: unknown or untrained parameter {sorted(unknown)[0]!r} "
-                               f"(choose from {', '.join(PARAM_NAMES)})")
-        return np.array([float(init.get(k, 0.0)) for k in PARAM_NAMES])
+        return self.start(init, {})
 
 
 def load_policy(path: str | Path) -> tuple[DynamicFee, DFParams]:

@@ -39,14 +39,15 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
 from propamm_jax.errors import PropammError
-from propamm_jax.pools.base import MAX_IN_FRAC, ROUTER_STEP, Arbitrage, EpochObs, FeeView, TradeObs
+from propamm_jax.pools.base import (MAX_IN_FRAC, ROUTER_STEP, Arbitrage, EpochObs, FeeView,
+                                    NamedVector, TradeObs)
 from propamm_jax.fast import solvers as cf
 from propamm_jax.pools.policy_file import (bounds, check_family, number, params_object,
                                            read_envelope, write_envelope)
@@ -66,11 +67,12 @@ class VRParams(NamedTuple):
 
 
 @dataclass(frozen=True)
-class VirtualReserves:
+class VirtualReserves(NamedVector):
     """Static configuration: the bounds the fees are clipped to, the epoch length and the
     oracle flag (the registry's shared fields: this family's fees ignore the fair price), the
     range's centre price and the largest concentration."""
 
+    param_type: ClassVar[type] = VRParams
     fee_min_bps: float = 0.0
     fee_max_bps: float = 1000.0
     epoch_len: int = 1000
@@ -100,27 +102,9 @@ class VirtualReserves:
 
     # ─── The parameter vector (what training searches): PARAM_NAMES in order ───────────
 
-    def size(self) -> int:
-        return len(PARAM_NAMES)
-
-    def unflatten(self, vec) -> VRParams:
-        return VRParams(*(vec[..., i] for i in range(len(PARAM_NAMES))))
-
-    def flatten(self, params) -> np.ndarray:
-        get = params.get if isinstance(params, dict) else (lambda k: getattr(params, k))
-        return np.array([float(get(k)) for k in PARAM_NAMES])
-
-    def vector_names(self) -> list[str]:
-        return list(PARAM_NAMES)
-
     def initial(self, init: dict, seed: int) -> np.ndarray:
         """The search's start: `init` by name, else 30 bps each side and concentration 2."""
-        unknown = set(init) - set(PARAM_NAMES)
-        if unknown:
-            raise PropammError(f"--init: unknown parameter {sorted(unknown)[0]!r} "
-                               f"(choose from {', '.join(PARAM_NAMES)})")
-        start = {"fee_buy_bps": 30.0, "fee_sell_bps": 30.0, "concentration": 2.0, **init}
-        return np.array([float(start[k]) for k in PARAM_NAMES])
+        return self.start(init, {"fee_buy_bps": 30.0, "fee_sell_bps": 30.0, "concentration": 2.0})
 
     # ─── Curve ───────────────────────────────────────────────────────────────────────────
 
