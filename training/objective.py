@@ -21,7 +21,9 @@ from propamm_jax.config import SimConfig
 from propamm_jax.errors import PropammError
 from propamm_jax.rules import risk_score
 
-OBJECTIVES = ("edge", "risk", "vs_normalizer")
+# margin: the policy's edge minus the best other strategy's edge on the same seed (the
+# normalizer when it plays alone): the paired margin a field is won by (training/league.py).
+OBJECTIVES = ("edge", "risk", "vs_normalizer", "margin")
 
 
 @dataclass(frozen=True)
@@ -51,10 +53,16 @@ def is_compiled(spec: str) -> bool:
     return str(spec).endswith((".rs", ".so"))
 
 
-def per_seed_value(edge: np.ndarray, norm_edge: np.ndarray, setting: Setting):
-    """The objective of each simulation (edge, risk-adjusted edge or edge - normalizer's)."""
+def per_seed_value(edges, setting: Setting):
+    """The objective of each simulation from its final edges `[..., N+1]` (the policy first,
+    the normalizer last): edge, risk-adjusted edge, edge - normalizer's or edge - the best
+    other strategy's (`margin`; the normalizer's when there are no opponents)."""
     import jax.numpy as jnp
 
+    edge, norm_edge = edges[..., 0], edges[..., -1]
+    if setting.objective == "margin":
+        others = edges[..., 1:-1] if edges.shape[-1] > 2 else edges[..., -1:]
+        return edge - jnp.max(others, axis=-1)
     if setting.objective == "risk":
         return risk_score(edge, setting.risk_lambda, xp=jnp)
     if setting.objective == "vs_normalizer":
@@ -116,7 +124,7 @@ def population_values(setting: Setting, population, seeds: Sequence[int],
         lambda a: np.tile(np.asarray(a, np.float64), len(seeds)), population)
     final = _run(setting, opp_pools, rows)(market, events, [tiled] + opp_params)
     edge = np.asarray(final.cumulative_edge)
-    value = np.asarray(per_seed_value(edge[:, 0], edge[:, -1], setting))
+    value = np.asarray(per_seed_value(edge, setting))
     return value.reshape(len(seeds), members).T
 
 
@@ -150,9 +158,9 @@ def official_values(setting: Setting, population, seeds: Sequence[int],
             if result.failures:
                 raise PropammError(f"training member {m}: {result.failures[0]}")
             by_seed = {int(s["seed"]): s for s in result.results.sims}
-            edge = np.array([by_seed[s]["strategies"][0]["final_edge"] for s in seeds])
-            norm = np.array([by_seed[s]["normalizer_edge"] for s in seeds])
-            values[m] = np.asarray(per_seed_value(edge, norm, setting))
+            edges = np.array([[r["final_edge"] for r in by_seed[s]["strategies"]]
+                              + [by_seed[s]["normalizer_edge"]] for s in seeds])
+            values[m] = np.asarray(per_seed_value(edges, setting))
     return values
 
 
@@ -169,7 +177,9 @@ def _run(setting: Setting, opp_pools, rows: int):
 
     devices = jax.local_devices()
     d = len(devices) if len(devices) > 1 and rows % len(devices) == 0 else 1
-    key = (setting.pool, setting.opponents, setting.profile, setting.config, d)
+    # Keyed by the opponents' pool classes, not their specs: their parameters are arguments,
+    # so a league's changing fields of the same make-up share one program.
+    key = (setting.pool, tuple(opp_pools), setting.profile, setting.config, d)
     if key not in _RUNS:
         pools = [setting.pool] + list(opp_pools)
 
@@ -211,7 +221,7 @@ def smoothed_value_and_grad(setting: Setting, seeds: Sequence[int], smooth: floa
             final = simulate_batch(pools, [prm] + opp, setting.config, setting.profile, m, e,
                                    smooth=smooth)
             edge = final.cumulative_edge
-            return -jnp.mean(per_seed_value(edge[:, 0], edge[:, -1], setting))
+            return -jnp.mean(per_seed_value(edge, setting))
 
         _RUNS[key] = jax.jit(jax.value_and_grad(loss))
     return _RUNS[key](params, opp_params, market, events)
