@@ -173,3 +173,24 @@ def test_league_cli_errors_are_one_line(tmp_path, capsys):
     assert len(err) == 5 and all(line.startswith("propamm: error:") for line in err), err
     assert "goes with --league" in err[0] and "--league-fees" in err[1]
     assert "no such file" in err[2] and "adam" in err[3] and "--league-fees" in err[4]
+
+
+def test_fields_of_one_make_up_share_one_program(x64):
+    """The fast path's program is keyed by the opponents' pool classes, not their specs: a
+    league's fast generations (different fees, same make-up) compile once."""
+    from propamm_jax.config import SimConfig
+    from propamm_jax.pools.dynamic_fee import DynamicFee
+    from propamm_jax.training import objective
+    from propamm_jax.training.objective import Setting, population_values
+
+    pool = DynamicFee(epoch_len=100)
+    members = [pool.params(bias=-1.0), pool.params(bias=-2.0)]
+    population = type(members[0])(*(np.array([float(a), float(b)]) for a, b in zip(*members)))
+    config = SimConfig(steps=300, epoch_len=100)
+    before = len(objective._RUNS)
+    a = population_values(Setting(pool, ("cpamm:20", "cpamm:70"), config=config), population,
+                          [1, 2])
+    b = population_values(Setting(pool, ("cpamm:30", "cpamm:90"), config=config), population,
+                          [1, 2])
+    assert len(objective._RUNS) == before + 1
+    assert not np.array_equal(a, b)  # the fees are arguments: different fields, other values
