@@ -1,8 +1,10 @@
-"""Issue 17's "In a field" measurement: does the league-trained policy win a field of 12?
+"""Issue 17's "In a field" measurement: does the league-trained policy win the field?
 
 The field: fixed fees of 20, 30, 40, 50, 70 and 90 bps, the four starter strategies
 (native/strategies/*.rs), the baseline policies (trained by earlier runs with other seeds or
-objectives; one against the normalizer alone) and the league-trained policy, each policy
+objectives; one against the normalizer alone) and the league-trained policy: 6 + 4 + 2 + 1 =
+13 strategies with two baselines (the issue calls it a field of 12; one `--baseline` makes
+it 12). Each policy
 exported to Rust (`training.export`) under the name of its run directory. It is scored
 officially as `propamm tournament` scores it (`official.tournament.run`) on held-out seeds
 that must lie outside every seed range the policies' training or monitoring used (checked
