@@ -761,9 +761,9 @@ def _add_training_parsers(sub) -> None:
     p.add_argument("--smooth", type=_number("--smooth"), default=0.01,
                    help="adam: arbitrage floor smoothing")
     _add_profile(p, "corrected")
-    p.add_argument("--objective", default=None, help="edge, risk, vs_normalizer or margin "
-                   "(edge minus the best other strategy's, paired by seed); default: edge, "
-                   "margin under --league")
+    p.add_argument("--objective", default=None, help="edge, risk, vs_normalizer, margin "
+                   "(edge minus the best other strategy's, paired by seed) or beaten (share of "
+                   "the others with a lower edge); default: edge, margin under --league")
     p.add_argument("--risk-lambda", type=_number("--risk-lambda"), default=2.0,
                    help="risk objective: mean edge - lambda x its standard deviation")
     p.add_argument("--opponent", action="append", default=[],

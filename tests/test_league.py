@@ -79,6 +79,8 @@ def test_margin_objective_is_the_lead_over_the_best_other():
     alone = np.array([[10.0, 4.0]])  # no opponents: the normalizer is the other
     assert np.allclose(per_seed_value(alone, margin), [6.0])
     assert np.allclose(per_seed_value(edges, Setting(DynamicFee())), [10.0, 5.0])
+    beaten = Setting(DynamicFee(), objective="beaten")
+    assert np.allclose(per_seed_value(edges, beaten), [0.5, 1.0])
 
 
 def test_tiny_league_run_end_to_end(tmp_path, x64):

@@ -23,7 +23,9 @@ from propamm_jax.rules import risk_score
 
 # margin: the policy's edge minus the best other strategy's edge on the same seed (the
 # normalizer when it plays alone): the paired margin a field is won by (training/league.py).
-OBJECTIVES = ("edge", "risk", "vs_normalizer", "margin")
+# beaten: the share of the other strategies whose edge is below the policy's on the seed
+# (its mean is the expected place: rank = 1 + (N - 1) x (1 - beaten), a median-rank proxy).
+OBJECTIVES = ("edge", "risk", "vs_normalizer", "margin", "beaten")
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,9 @@ def per_seed_value(edges, setting: Setting):
     import jax.numpy as jnp
 
     edge, norm_edge = edges[..., 0], edges[..., -1]
+    if setting.objective == "beaten":
+        others = edges[..., 1:-1] if edges.shape[-1] > 2 else edges[..., -1:]
+        return jnp.mean(others < edge[..., None], axis=-1)
     if setting.objective == "margin":
         others = edges[..., 1:-1] if edges.shape[-1] > 2 else edges[..., -1:]
         return edge - jnp.max(others, axis=-1)
