@@ -774,7 +774,9 @@ def _add_training_parsers(sub) -> None:
     p.add_argument("--smooth", type=_number("--smooth"), default=0.01,
                    help="adam: arbitrage floor smoothing")
     _add_profile(p, "corrected")
-    p.add_argument("--objective", default="edge", help="edge, risk or vs_normalizer")
+    p.add_argument("--objective", default=None, help="edge, risk, vs_normalizer, margin "
+                   "(edge minus the best other strategy's, paired by seed) or beaten (share of "
+                   "the others with a lower edge); default: edge, margin under --league")
     p.add_argument("--risk-lambda", type=_number("--risk-lambda"), default=2.0,
                    help="risk objective: mean edge - lambda x its standard deviation")
     p.add_argument("--opponent", action="append", default=[],
@@ -791,6 +793,7 @@ def _add_training_parsers(sub) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out (same options; a larger --generations "
                         "extends a finished run)")
+    _add_league_options(p)
     _add_no_progress(p)
     _add_ray_option(p)
     p.set_defaults(run=cmd_train)
@@ -804,6 +807,44 @@ def _add_training_parsers(sub) -> None:
     _add_evaluate_parser(sub)
 
 
+def _add_league_options(p) -> None:
+    """`train --league` (training/league.py: fictitious self-play in drawn fields)."""
+    g = p.add_argument_group("league (fictitious self-play; see README)")
+    g.add_argument("--league", action="store_true",
+                   help="each generation plays a field drawn from fixed fees, the starter "
+                   "strategies, --opponent strategies and snapshots of the run")
+    g.add_argument("--league-field", type=_positive_int("--league-field"), default=7,
+                   help="opponents per generation (the normalizer comes on top)")
+    g.add_argument("--league-snapshots", type=_positive_int("--league-snapshots"), default=2,
+                   help="snapshots in a fast generation's field")
+    g.add_argument("--snapshot-every", type=_positive_int("--snapshot-every"), default=5,
+                   help="generations between two snapshots of the run joining the pool")
+    g.add_argument("--compiled-every", type=_integer("--compiled-every", 0, 10**6), default=5,
+                   help="every n-th generation plays the compiled strategies (officially; "
+                   "slow); 0: never")
+    g.add_argument("--league-fees", default="10:100:10", metavar="RANGE",
+                   help="the fixed fees of the pool in bps, e.g. 10:100:10 or 20,30,50")
+    g.add_argument("--no-starters", action="store_true",
+                   help="leave the starter strategies out of the pool")
+
+
+def _league_config(args):
+    from propamm_jax.training.league import LeagueConfig
+
+    league_only = [a for a, d in (("league_field", 7), ("league_snapshots", 2),
+                                  ("snapshot_every", 5), ("compiled_every", 5),
+                                  ("league_fees", "10:100:10"), ("no_starters", False))
+                   if getattr(args, a) != d]
+    if not args.league:
+        if league_only:
+            raise PropammError(f"--{league_only[0].replace('_', '-')} goes with --league")
+        return None
+    return LeagueConfig(field=args.league_field, snapshots=args.league_snapshots,
+                        snapshot_every=args.snapshot_every, compiled_every=args.compiled_every,
+                        fees=tuple(_fee_list(args.league_fees, "--league-fees")),
+                        starters=not args.no_starters)
+
+
 def cmd_train(args) -> int:
     from propamm_jax.training.train import TrainConfig, train
 
@@ -815,10 +856,11 @@ def cmd_train(args) -> int:
         batch_seeds=args.batch_seeds, train_seed_start=args.train_seed_start,
         heldout_start=args.heldout_start, heldout=args.heldout, eval_every=args.eval_every,
         seed=args.seed, sigma_init=args.sigma_init, learning_rate=args.learning_rate,
-        clip=args.clip, smooth=args.smooth, profile=args.profile, objective=args.objective,
+        clip=args.clip, smooth=args.smooth, profile=args.profile,
+        objective=args.objective or ("margin" if args.league else "edge"),
         risk_lambda=args.risk_lambda, opponents=tuple(args.opponent), steps=args.steps,
         epoch_len=args.epoch_len, fee_min_bps=args.fee_min_bps, fee_max_bps=args.fee_max_bps,
-        init=_init_values(args.init))
+        init=_init_values(args.init), league=_league_config(args))
     cfg.check()
     if args.compare is not None:
         from propamm_jax.pools.families import read_policy
@@ -914,16 +956,16 @@ def _add_evaluate_parser(sub) -> None:
     p.set_defaults(run=cmd_evaluate)
 
 
-def _fee_list(text: str | None) -> list[int]:
-    """--vs-fixed's fees: whole bps in 0..9999."""
+def _fee_list(text: str | None, option: str = "--vs-fixed") -> list[int]:
+    """--vs-fixed's (or --league-fees') fees: whole bps in 0..9999."""
     from propamm_jax.sweeps import parse_range
 
     if text is None:
         return []
-    fees = parse_range(text, "--vs-fixed")
+    fees = parse_range(text, option)
     bad = [f for f in fees if f != int(f) or not 0 <= f < 10_000]
     if bad:
-        raise PropammError(f"--vs-fixed {text!r}: fee {bad[0]:g} is not a whole number of bps "
+        raise PropammError(f"{option} {text!r}: fee {bad[0]:g} is not a whole number of bps "
                            "in 0..9999")
     return [int(f) for f in fees]
 

@@ -143,7 +143,7 @@ def test_batch_store_respects_the_cap(cache, monkeypatch):
 
 
 def test_batch_store_keeps_the_newest_batches_up_to_its_byte_budget(cache, monkeypatch):
-    from propamm_jax import batch_cache
+    from propamm_jax.fast import event_cache as batch_cache
 
     packed = [np.zeros(1000, np.float64) for _ in batch_cache.FIELDS]
     params = np.zeros((2, 5))

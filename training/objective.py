@@ -23,7 +23,11 @@ from propamm_jax.config import SimConfig
 from propamm_jax.errors import PropammError
 from propamm_jax.rules import risk_score
 
-OBJECTIVES = ("edge", "risk", "vs_normalizer")
+# margin: the policy's edge minus the best other strategy's edge on the same seed (the
+# normalizer when it plays alone): the paired margin a field is won by (training/league.py).
+# beaten: the share of the other strategies whose edge is below the policy's on the seed
+# (its mean is the expected place: rank = 1 + (N - 1) x (1 - beaten), a median-rank proxy).
+OBJECTIVES = ("edge", "risk", "vs_normalizer", "margin", "beaten")
 
 
 @dataclass(frozen=True)
@@ -53,10 +57,19 @@ def is_compiled(spec: str) -> bool:
     return str(spec).endswith((".rs", ".so"))
 
 
-def per_seed_value(edge: np.ndarray, norm_edge: np.ndarray, setting: Setting):
-    """The objective of each simulation (edge, risk-adjusted edge or edge - normalizer's)."""
+def per_seed_value(edges, setting: Setting):
+    """The objective of each simulation from its final edges `[..., N+1]` (the policy first,
+    the normalizer last): edge, risk-adjusted edge, edge - normalizer's or edge - the best
+    other strategy's (`margin`; the normalizer's when there are no opponents)."""
     import jax.numpy as jnp
 
+    edge, norm_edge = edges[..., 0], edges[..., -1]
+    if setting.objective == "beaten":
+        others = edges[..., 1:-1] if edges.shape[-1] > 2 else edges[..., -1:]
+        return jnp.mean(others < edge[..., None], axis=-1)
+    if setting.objective == "margin":
+        others = edges[..., 1:-1] if edges.shape[-1] > 2 else edges[..., -1:]
+        return edge - jnp.max(others, axis=-1)
     if setting.objective == "risk":
         return risk_score(edge, setting.risk_lambda, xp=jnp)
     if setting.objective == "vs_normalizer":
@@ -113,7 +126,7 @@ def population_values(setting: Setting, population, seeds: Sequence[int],
         population)
     final = _runner(setting, opp_pools)(*market, events, [tiled] + opp_params)
     edge = np.asarray(final.cumulative_edge)
-    value = np.asarray(per_seed_value(edge[:, 0], edge[:, -1], setting))
+    value = np.asarray(per_seed_value(edge, setting))
     return value.reshape(len(seeds), members).T
 
 
@@ -143,9 +156,9 @@ def official_values(setting: Setting, population, seeds: Sequence[int],
         lost = sorted({k % members for k, r in enumerate(records) if r is None})
         raise PropammError(f"training: {len(failures)} of {len(sims)} simulations failed "
                            f"(members {', '.join(map(str, lost))}); first: {failures[0].line()}")
-    edge = np.array([r["strategies"][0]["final_edge"] for r in records])
-    norm = np.array([r["normalizer_edge"] for r in records])
-    value = np.asarray(per_seed_value(edge, norm, setting))
+    edges = np.array([[st["final_edge"] for st in r["strategies"]] + [r["normalizer_edge"]]
+                      for r in records])
+    value = np.asarray(per_seed_value(edges, setting))
     return value.reshape(len(seeds), members).T
 
 
@@ -209,9 +222,9 @@ def per_member_values(setting: Setting, population, seeds: Sequence[int],
             if result.failures:
                 raise PropammError(f"training member {m}: {result.failures[0]}")
             by_seed = {int(s["seed"]): s for s in result.results.sims}
-            edge = np.array([by_seed[s]["strategies"][0]["final_edge"] for s in seeds])
-            norm = np.array([by_seed[s]["normalizer_edge"] for s in seeds])
-            values[m] = np.asarray(per_seed_value(edge, norm, setting))
+            edges = np.array([[r["final_edge"] for r in by_seed[s]["strategies"]]
+                              + [by_seed[s]["normalizer_edge"]] for s in seeds])
+            values[m] = np.asarray(per_seed_value(edges, setting))
     return values
 
 
@@ -223,7 +236,9 @@ def _runner(setting: Setting, opp_pools):
     its compiled programs are also kept on disk (`fast.runner`)."""
     from propamm_jax.fast.runner import BatchRunner
 
-    key = (setting.pool, setting.opponents, setting.profile, setting.config)
+    # Keyed by the opponents' pool classes, not their specs: their parameters are arguments,
+    # so a league's changing fields of the same make-up share one program.
+    key = (setting.pool, tuple(opp_pools), setting.profile, setting.config)
     if key not in _RUNS:
         _RUNS[key] = BatchRunner([setting.pool] + list(opp_pools), setting.config,
                                  setting.profile, batched_params=True)
@@ -255,7 +270,7 @@ def smoothed_value_and_grad(setting: Setting, seeds: Sequence[int], smooth: floa
         def loss(prm, opp, m, e):
             final = run_batch(engine, [prm] + opp, m, e)
             edge = final.cumulative_edge
-            return -jnp.mean(per_seed_value(edge[:, 0], edge[:, -1], setting))
+            return -jnp.mean(per_seed_value(edge, setting))
 
         _RUNS[key] = jax.jit(jax.value_and_grad(loss))
     return _RUNS[key](params, opp_params, market, events)

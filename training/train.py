@@ -11,6 +11,10 @@ are only ever used to monitor and to pick the final parameters.
 Any family of the registry (`pools/families.py`, `--family`) trains: the search runs over
 the family's flat parameter vector (`pool.unflatten` / `flatten`). `--oracle` trains the
 family's oracle variant, which sees the true fair price: a ceiling, never exported.
+
+With `league` (a
+`league.LeagueConfig`), each generation plays a field drawn from the league's pool
+(training/league.py), and the held-out checks play its fixed monitoring field.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from propamm_jax.errors import Interrupted, PropammError
 from propamm_jax.pools.dynamic_fee import PARAM_NAMES
 from propamm_jax.pools.families import family
 
+from propamm_jax.training import league as lg
 from propamm_jax.training.objective import (OBJECTIVES, Setting, population_values,
                                            smoothed_value_and_grad)
 
@@ -72,6 +77,7 @@ class TrainConfig:
     fee_max_bps: float = 300.0
     # ~50 bps at no deviation, tilted by the fair-price deviation: a good start (README)
     init: dict = field(default_factory=lambda: dict(DEFAULT_INIT))
+    league: lg.LeagueConfig | None = None   # None: the fixed `opponents` every generation
 
     def train_seeds(self, generation: int) -> list[int]:
         start = self.train_seed_start + generation * self.batch_seeds
@@ -110,6 +116,12 @@ class TrainConfig:
         from propamm_jax.simulation import parse_pool
         from propamm_jax.training.objective import is_compiled
 
+        if self.league is not None:
+            self.league.check()
+            lg.check_opponents(self.opponents)
+            if self.algorithm == "adam":
+                raise PropammError("--league: adam trains through the fast path only; use "
+                                   "cma_es, open_es or snes")
         for spec in self.opponents:
             if not is_compiled(spec):
                 with warnings.catch_warnings():  # only the spec's syntax matters here (JAX
@@ -139,7 +151,16 @@ class TrainConfig:
     def to_json(self) -> dict:
         d = asdict(self)
         d["opponents"] = list(self.opponents)
+        d["league"] = None if self.league is None else self.league.to_json()
         return d
+
+    def monitor_setting(self) -> Setting:
+        """The held-out checks' setting: the run's own, or the league's monitoring field."""
+        if self.league is None:
+            return self.setting()
+        import dataclasses
+
+        return dataclasses.replace(self.setting(), opponents=lg.monitor_field(self.league))
 
 
 # What a checkpoint written before these options existed was trained with.
@@ -282,10 +303,14 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
         (out / LOG).write_text("")
         state, start = _init_state(cfg), 0
         best = {"heldout": None, "params": _initial(cfg).tolist(), "generation": -1}
+        if cfg.league is not None:
+            lg.save_snapshot(out, 0, setting.pool, _params(setting.pool, _initial(cfg)))
+    league = _League(cfg, out) if cfg.league is not None else None
     oracle = " (ORACLE: sees the true fair price; never exported)" if cfg.oracle else ""
     echo(f"profile: {cfg.profile}  |  family {cfg.family}{oracle}  |  {cfg.algorithm}, population {cfg.population}, "
          f"{cfg.batch_seeds} seeds/generation, {cfg.generations} generations  |  "
-         f"objective {cfg.objective}  |  opponents: {', '.join(cfg.opponents) or 'normalizer only'}")
+         f"objective {cfg.objective}  |  opponents: "
+         + (league.describe() if league else ', '.join(cfg.opponents) or 'normalizer only'))
     heldout = cfg.heldout_seeds()
     key = jax.random.PRNGKey(cfg.seed)
     es = es_params = None
@@ -297,7 +322,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
     try:
         for gen in range(start, cfg.generations):
             state, best, record = _generation(cfg, setting, gen, state, best, key, es,
-                                              es_params, opt, heldout, out, ray)
+                                              es_params, opt, heldout, out, ray, league)
             done = gen + 1
             _report(bar, progress, echo, record, best)
     except KeyboardInterrupt:
@@ -320,16 +345,45 @@ def _interrupted(cfg: TrainConfig, out: Path, done: int, best: dict) -> Interrup
                        f"generation {best['generation']})", True)
 
 
+class _League:
+    """A league run's fixed parts: its configuration, compiled pool and run directory."""
+
+    def __init__(self, cfg: TrainConfig, out: Path):
+        self.config, self.out, self.seed = cfg.league, out, cfg.seed
+        self.compiled = lg.compiled_pool(cfg.league, cfg.opponents)
+
+    def describe(self) -> str:
+        c = self.config
+        return (f"league (fields of {c.field}: fees {min(c.fees)}..{max(c.fees)} bps, "
+                f"{len(self.compiled)} compiled, snapshots every {c.snapshot_every}; "
+                f"compiled generations every {c.compiled_every or 'never'})")
+
+    def field(self, gen: int) -> lg.Field:
+        return lg.draw_field(self.config, self.seed, gen, self.compiled)
+
+    def snapshot(self, gen: int, pool, vec) -> int | None:
+        label = lg.snapshot_due(self.config, gen)
+        if label is not None:
+            lg.save_snapshot(self.out, label, pool, _params(pool, vec))
+        return label
+
+
 def _generation(cfg: TrainConfig, setting: Setting, gen: int, state, best: dict, key, es,
-                es_params, opt, heldout: list[int], out: Path, ray: str | None = None):
-    """One generation: ask/tell (or one Adam step), the held-out check when due, a log line
-    and a checkpoint. Returns (state, best, the log record)."""
+                es_params, opt, heldout: list[int], out: Path, ray: str | None = None,
+                league: _League | None = None):
+    """One generation: ask/tell (or one Adam step) in the generation's setting (its league
+    field, if any), the held-out check when due, a snapshot when due, a log line and a
+    checkpoint. Returns (state, best, the log record)."""
     import jax
     import jax.numpy as jnp
 
     t0 = time.perf_counter()
     seeds = cfg.train_seeds(gen)
     k_ask, k_tell = jax.random.split(jax.random.fold_in(key, gen))
+    field = league.field(gen) if league else None
+    monitor = cfg.monitor_setting() if league else setting
+    if field is not None:
+        setting = lg.field_setting(setting, field, out)
     if es is not None:
         pop, state = es.ask(k_ask, state, es_params)
         values = population_values(setting, _params(setting.pool, pop), seeds,
@@ -348,10 +402,15 @@ def _generation(cfg: TrainConfig, setting: Setting, gen: int, state, best: dict,
     record = {"generation": gen, "best": gen_best, "mean": gen_mean,
               "mean_params": dict(zip(setting.pool.vector_names(), _mean_of(cfg, state).tolist())),
               "seeds": [seeds[0], seeds[-1]]}
+    if field is not None:
+        record["field"] = field.record()
+        label = league.snapshot(gen, setting.pool, _mean_of(cfg, state))
+        if label is not None:
+            record["snapshot"] = label
     last = gen == cfg.generations - 1
     if (gen + 1) % cfg.eval_every == 0 or last:
         vec = _mean_of(cfg, state)
-        record["heldout"] = heldout_value(setting, vec, heldout, ray)
+        record["heldout"] = heldout_value(monitor, vec, heldout, ray)
         if best["heldout"] is None or record["heldout"] > best["heldout"]:
             best = {"heldout": record["heldout"], "params": vec.tolist(), "generation": gen}
     record["seconds"] = round(time.perf_counter() - t0, 3)
