@@ -57,7 +57,7 @@ def equimarginal_split(total, r_in, r_out, gamma):
     """Optimal split of `total` input across pools (vectors over pools): water-filling.
 
     Maximises sum_i out_i(x_i) subject to sum_i x_i = total, x_i >= 0. At the optimum every
-    active pool has the same marginal output `lam`; with `s = lam ** -0.5` the allocation is
+    active pool has the same marginal output `shadow`; with `s = shadow ** -0.5` the allocation is
     `x_i = a_i s - b_i`, `a_i = sqrt(R_out R_in / g)`, `b_i = R_in / g`, and pool i is active
     when `s` exceeds its threshold `t_i = b_i / a_i`. Candidate active sets are "every pool
     whose threshold is at most t_j"; the optimum is the largest candidate whose level exceeds
@@ -70,7 +70,7 @@ def equimarginal_split(total, r_in, r_out, gamma):
 
 
 def water_level(total, r_in, r_out, gamma, shrink=1.0, shift=0.0):
-    """The equimarginal optimum's level `s = lam ** -0.5` and the pools' `a`, `b` (see
+    """The equimarginal optimum's level `s = shadow ** -0.5` and the pools' `a`, `b` (see
     `equimarginal_split`). With `shrink` and `shift` the allocations are
     `(a s - b - shift) / shrink` instead (any affine map of the exact ones)."""
     a = jnp.sqrt(r_out * r_in / gamma) / shrink
@@ -104,21 +104,21 @@ def published_split(total, r_in, r_out, gamma, spot_floor, is_sell):
     so a buy is always split pro rata.
     """
     pro_rata = pro_rata_split(total, r_in)
-    lam = 0.75 * jnp.max(spot_floor, axis=0)
-    safe_lam = jnp.maximum(lam, 1e-300)
-    absorb = (jnp.sqrt(gamma * r_out * r_in / safe_lam) - r_in) / gamma
-    absorb = jnp.where(spot_floor < lam, 0.0, jnp.clip(absorb, 0.0, 0.9 * r_in))
-    dropped = is_sell & (lam > 0.0) & (total >= jnp.sum(absorb, axis=0))
+    shadow = 0.75 * jnp.max(spot_floor, axis=0)
+    safe_shadow = jnp.maximum(shadow, 1e-300)
+    absorb = (jnp.sqrt(gamma * r_out * r_in / safe_shadow) - r_in) / gamma
+    absorb = jnp.where(spot_floor < shadow, 0.0, jnp.clip(absorb, 0.0, 0.9 * r_in))
+    dropped = is_sell & (shadow > 0.0) & (total >= jnp.sum(absorb, axis=0))
     return jnp.where(dropped, 0.0, pro_rata)
 
 
 def fd_allocation(level, r_in, r_out, gamma, step_rel: float, step_abs: float):
     """Input at which a pool's forward-difference marginal (step `step_rel * x + step_abs`)
-    equals `lam = level ** -2`, clipped to [0, 0.9 * r_in], and its derivative with respect to
+    equals `shadow = level ** -2`, clipped to [0, 0.9 * r_in], and its derivative with respect to
     `level` (in which the allocation is nearly linear, so Newton converges in a few steps).
 
     The marginal is `g R_out R_in / (u (a u - c))` with `u = r_in + g x`, `a = 1 + step_rel`,
-    `c = step_rel r_in - g step_abs`: setting it to `lam` is a quadratic in `u`.
+    `c = step_rel r_in - g step_abs`: setting it to `shadow` is a quadratic in `u`.
     """
     k = gamma * r_out * r_in * (level * level)
     a = 1.0 + step_rel
@@ -126,7 +126,7 @@ def fd_allocation(level, r_in, r_out, gamma, step_rel: float, step_abs: float):
     root = jnp.sqrt(c * c + 4.0 * a * k)
     u = (c + root) / (2.0 * a)
     x = (u - r_in) / gamma
-    # m_zero >= lam  <=>  gamma r_out level^2 >= r_in + gamma step_abs
+    # m_zero >= shadow  <=>  gamma r_out level^2 >= r_in + gamma step_abs
     open_ = gamma * r_out * (level * level) >= r_in + gamma * step_abs
     inside = open_ & (x > 0.0) & (x < 0.9 * r_in)
     dx_dlevel = jnp.where(inside, 2.0 * k / (gamma * root * level), 0.0)
@@ -271,19 +271,19 @@ def router_marginal(amount_out, params, rx, ry, is_buy, gamma, x):
             - amount_out(params, rx, ry, is_buy, gamma * x)) / d
 
 
-def generic_demand(amount_out, params, rx, ry, is_buy, gamma, lam):
-    """The input at which the router's marginal equals `lam`, in [0, 0.9 input reserve]."""
+def generic_demand(amount_out, params, rx, ry, is_buy, gamma, shadow):
+    """The input at which the router's marginal equals `shadow`, in [0, 0.9 input reserve]."""
     cap = MAX_IN_FRAC * jnp.where(is_buy, ry, rx)
 
     def excess(x, a):
         return router_marginal(amount_out, *a[:5], x) - a[5]
 
-    return bracketed_root(excess, jnp.zeros_like(cap), cap, (params, rx, ry, is_buy, gamma, lam))
+    return bracketed_root(excess, jnp.zeros_like(cap), cap, (params, rx, ry, is_buy, gamma, shadow))
 
 
 def equimarginal_route(demands, margins, pool_args, total):
-    """The corrected router's split for any mix of curves: the level `s = lam ** -0.5` at
-    which the pools' demands (`demands[i](*pool_args[i], lam)`) sum to `total`, then rescaled
+    """The corrected router's split for any mix of curves: the level `s = shadow ** -0.5` at
+    which the pools' demands (`demands[i](*pool_args[i], shadow)`) sum to `total`, then rescaled
     onto `total` as the published router does. `margins[i](*pool_args[i], x)`: pool i's
     router marginal at input x, which brackets the level."""
     caps = [MAX_IN_FRAC * jnp.where(a[3], a[2], a[1]) for a in pool_args]
@@ -297,8 +297,8 @@ def equimarginal_route(demands, margins, pool_args, total):
     hi = lax.rsqrt(jnp.maximum(jnp.maximum(jnp.min(at_cap, axis=0), floor), tiny))
 
     def inputs(level, args):
-        lam = 1.0 / (level * level)
-        return [d(*a, lam) for d, a in zip(demands, args)]
+        shadow = 1.0 / (level * level)
+        return [d(*a, shadow) for d, a in zip(demands, args)]
 
     def excess(level, a):
         args, total = a

@@ -115,9 +115,9 @@ class Curve(Protocol):
 
     # Optional closed forms (the generic solvers stand in where a family lacks one):
     #   arbitrage(params, rx, ry, fair, gamma_buy, gamma_sell) -> Arbitrage
-    #   demand(params, rx, ry, is_buy, gamma, lam) -> amount_in (before fee) at which the
+    #   demand(params, rx, ry, is_buy, gamma, shadow) -> amount_in (before fee) at which the
     #       router's forward-difference marginal output (ROUTER_STEP) equals the shadow
-    #       price `lam`, clipped to [0, MAX_IN_FRAC * input reserve]
+    #       price `shadow`, clipped to [0, MAX_IN_FRAC * input reserve]
     # A curve whose methods never read `params` may declare `parameter_free = True`; when
     # every pool of a simulation (the normalizer included) has the same parameter-free
     # curve, the engine calls its methods once on arrays stacked over pools

@@ -39,9 +39,9 @@ class ConstantProductCurve:
     def arbitrage(self, params, rx, ry, fair, gamma_buy, gamma_sell) -> Arbitrage:
         return Arbitrage(*cf.optimal_arbitrage(rx, ry, fair, gamma_buy, gamma_sell))
 
-    def demand(self, params, rx, ry, is_buy, gamma, lam):
+    def demand(self, params, rx, ry, is_buy, gamma, shadow):
         r_in, r_out = _sides(is_buy, rx, ry)
-        x, _ = cf.fd_allocation(lax.rsqrt(lam), r_in, r_out, gamma, *ROUTER_STEP)
+        x, _ = cf.fd_allocation(lax.rsqrt(shadow), r_in, r_out, gamma, *ROUTER_STEP)
         return x
 
     def route(self, total, rx, ry, is_buy, gamma):

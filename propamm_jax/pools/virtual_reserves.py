@@ -143,18 +143,18 @@ class VirtualReserves(NamedVector):
         profit = jnp.where(buy, fair * amount_out - amount_in, amount_out - fair * amount_in)
         return Arbitrage(buy, amount_in, amount_out, profit)
 
-    def demand(self, params: VRParams, rx, ry, is_buy, gamma, lam):
+    def demand(self, params: VRParams, rx, ry, is_buy, gamma, shadow):
         """Input (before fee) at which the router's forward-difference marginal output equals
-        `lam`: the constant-product solution on the virtual reserves, unless its step
-        reaches past the output cap; then the root of (cap - out(x)) / d(x) = lam, a
+        `shadow`: the constant-product solution on the virtual reserves, unless its step
+        reaches past the output cap; then the root of (cap - out(x)) / d(x) = shadow, a
         quadratic. Clipped to [0, MAX_IN_FRAC * real input reserve]."""
         v_in, v_out, r_in, cap_out = self._sides(params, rx, ry, is_buy)
-        x, _ = cf.fd_allocation(lax.rsqrt(lam), v_in, v_out, gamma, *ROUTER_STEP)
+        x, _ = cf.fd_allocation(lax.rsqrt(shadow), v_in, v_out, gamma, *ROUTER_STEP)
         rel, step = ROUTER_STEP
         past_cap = x + rel * x + step > input_cap(v_in, v_out, cap_out, gamma)
-        a = lam * rel * gamma
-        b = lam * (rel * v_in + step * gamma) + gamma * (v_out - cap_out)
-        c = v_in * (lam * step - cap_out)
+        a = shadow * rel * gamma
+        b = shadow * (rel * v_in + step * gamma) + gamma * (v_out - cap_out)
+        c = v_in * (shadow * step - cap_out)
         root = 2.0 * -c / (b + jnp.sqrt(jnp.maximum(b * b - 4.0 * a * c, 0.0)))
         return jnp.clip(jnp.where(past_cap, root, x), 0.0, MAX_IN_FRAC * r_in)
 
