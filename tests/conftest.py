@@ -47,6 +47,23 @@ def score_like(expected: dict, workers: int | None = None):
                  workers=workers)
 
 
+def interrupt_training(monkeypatch, train_module, at_call: int = 4):
+    """Makes `train_module.population_values` raise KeyboardInterrupt on its `at_call`-th call
+    (4: generation 0's training and held-out batches, generation 1's training, then here);
+    returns the original function, to put back before resuming."""
+    calls = {"n": 0}
+    original = train_module.population_values
+
+    def interrupted(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == at_call:
+            raise KeyboardInterrupt
+        return original(*args, **kw)
+
+    monkeypatch.setattr(train_module, "population_values", interrupted)
+    return original
+
+
 def first_difference(ours, theirs, path: str = "") -> str | None:
     """Where two results differ first (exact comparison, floats with ==), or None; keys only
     `ours` has are ignored."""

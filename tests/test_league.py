@@ -8,6 +8,8 @@ import json
 import numpy as np
 import pytest
 
+from conftest import interrupt_training
+
 from propamm_jax.cli import main
 from propamm_jax.errors import PropammError
 from propamm_jax.training.league import (Entry, LeagueConfig, compiled_pool, draw_field,
@@ -114,16 +116,7 @@ def test_league_resume_reproduces_the_run(tmp_path, x64, monkeypatch):
     lc = LeagueConfig(field=3, snapshots=1, snapshot_every=1, compiled_every=0,
                       starters=False)
     full = tr.train(_cfg(league=lc, objective="margin"), tmp_path / "full", progress=False)
-    calls = {"n": 0}
-    original = tr.population_values
-
-    def interrupted(*args, **kw):
-        calls["n"] += 1
-        if calls["n"] == 4:  # gen 0: train + held-out, gen 1: train + (here) held-out
-            raise KeyboardInterrupt
-        return original(*args, **kw)
-
-    monkeypatch.setattr(tr, "population_values", interrupted)
+    original = interrupt_training(monkeypatch, tr)
     with pytest.raises(KeyboardInterrupt):
         tr.train(_cfg(league=lc, objective="margin"), tmp_path / "run", progress=False)
     monkeypatch.setattr(tr, "population_values", original)

@@ -9,6 +9,8 @@ import subprocess
 import numpy as np
 import pytest
 
+from conftest import interrupt_training
+
 from propamm_jax.cli import main
 from propamm_jax.errors import PropammError
 
@@ -47,16 +49,7 @@ def test_resume_continues_to_the_same_policy(tmp_path, x64, monkeypatch):
     from propamm_jax.training import train as tr
 
     full = tr.train(_cfg(generations=3), tmp_path / "full", progress=False)
-    calls = {"n": 0}
-    original = tr.population_values
-
-    def interrupted(*args, **kw):
-        calls["n"] += 1
-        if calls["n"] == 4:  # gen 0: train + held-out, gen 1: train + (here) held-out
-            raise KeyboardInterrupt
-        return original(*args, **kw)
-
-    monkeypatch.setattr(tr, "population_values", interrupted)
+    original = interrupt_training(monkeypatch, tr)
     with pytest.raises(KeyboardInterrupt):
         tr.train(_cfg(generations=3), tmp_path / "run", progress=False)
     monkeypatch.setattr(tr, "population_values", original)
