@@ -860,7 +860,7 @@ def cmd_train(args) -> int:
         objective=args.objective or ("margin" if args.league else "edge"),
         risk_lambda=args.risk_lambda, opponents=tuple(args.opponent), steps=args.steps,
         epoch_len=args.epoch_len, fee_min_bps=args.fee_min_bps, fee_max_bps=args.fee_max_bps,
-        init=_init_values(args.init), league=_league_config(args))
+        init=_init_values(args.init, args.family), league=_league_config(args))
     cfg.check()
     if args.compare is not None:
         from propamm_jax.pools.families import read_policy
@@ -890,11 +890,12 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _init_values(items: list[str]) -> dict:
-    """`--init NAME=VALUE` pairs (the starting mean of the search)."""
+def _init_values(items: list[str], family: str = "dynamic_fee") -> dict:
+    """`--init NAME=VALUE` pairs (the starting mean of the search), over the family's default
+    start: `DEFAULT_INIT` for the feature families (mlp embeds it), none for the others."""
     from propamm_jax.training.train import DEFAULT_INIT
 
-    values = dict(DEFAULT_INIT)
+    values = dict(DEFAULT_INIT) if family in ("dynamic_fee", "mlp") else {}
     for item in items:
         name, sep, text = item.partition("=")
         try:

@@ -239,3 +239,19 @@ def test_train_mlp_and_oracle_from_the_command_line(tmp_path, capsys):
     assert abs(100 * mine / best - pct) < 0.1
     assert main(["train", "--family", "nope", *common, "--out", str(tmp_path / "x")]) == 2
     assert "unknown policy family 'nope'" in capsys.readouterr().err
+
+
+def test_train_virtual_reserves_from_the_command_line_starts_from_its_own_defaults(tmp_path):
+    """`--init`'s dynamic_fee defaults (bias, w_dev) are not this family's parameters."""
+    from propamm_jax.cli import main
+    from propamm_jax.pools.families import read_policy
+
+    assert main(["train", "--family", "virtual_reserves", "--generations", "1", "--population",
+                 "4", "--batch-seeds", "2", "--heldout", "2", "--steps", "300", "--epoch-len",
+                 "100", "--no-progress", "--algorithm", "open_es",
+                 "--out", str(tmp_path / "v")]) == 0
+    fam, pool, params = read_policy(tmp_path / "v" / "policy.json")
+    assert fam.name == "virtual_reserves" and set(params) == {"fee_buy_bps", "fee_sell_bps",
+                                                             "concentration"}
+    assert main(["train", "--family", "virtual_reserves", "--init", "bias=1", "--generations",
+                 "1", "--out", str(tmp_path / "w")]) == 2
