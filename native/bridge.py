@@ -13,9 +13,10 @@ from typing import NamedTuple, Sequence
 import cffi
 import numpy as np
 
+from propamm_jax import rules
 from propamm_jax.errors import PropammError
 
-STORAGE_SIZE = 1024
+STORAGE_SIZE = rules.STORAGE
 COMPUTE_SWAP = "__prop_amm_compute_swap"
 AFTER_SWAP = "__prop_amm_after_swap"
 GET_NAME = "__prop_amm_get_name"

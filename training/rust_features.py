@@ -11,7 +11,9 @@ which may call `slot`, `sigmoid` and `deviation` below.
 from __future__ import annotations
 
 import re
+from string import Template
 
+from propamm_jax import rules
 from propamm_jax.errors import PropammError
 
 STORAGE_DOC = """// Storage (f64, little endian): 0 last spot, 1 vol EMA, 2 flow EMA, 3 capital weight,
@@ -46,7 +48,7 @@ fn deviation(s: &[u8]) -> f64 {
 
 """
 
-ABI = r"""fn quote(input: u64, r_in: u64, r_out: u64, fee: f64) -> u64 {
+ABI = Template(r"""fn quote(input: u64, r_in: u64, r_out: u64, fee: f64) -> u64 {
     if input == 0 || r_in == 0 || r_out == 0 {
         return 0;
     }
@@ -58,18 +60,18 @@ ABI = r"""fn quote(input: u64, r_in: u64, r_out: u64, fee: f64) -> u64 {
 
 #[no_mangle]
 pub extern "C" fn __prop_amm_compute_swap(data: *const u8, len: usize) -> u64 {
-    if data.is_null() || len < 25 + 1024 {
+    if data.is_null() || len < ${Q_HEAD} + ${STORAGE} {
         return 0;
     }
     let b = unsafe { std::slice::from_raw_parts(data, len) };
-    let (fee_buy, fee_sell) = fees(&b[25..25 + 1024]);
-    let (input, rx, ry) = (u64_at(b, 1), u64_at(b, 9), u64_at(b, 17));
-    if b[0] == 0 { quote(input, ry, rx, fee_buy) } else { quote(input, rx, ry, fee_sell) }
+    let (fee_buy, fee_sell) = fees(&b[${Q_HEAD}..${Q_HEAD} + ${STORAGE}]);
+    let (input, rx, ry) = (u64_at(b, ${Q_INPUT}), u64_at(b, ${Q_RX}), u64_at(b, ${Q_RY}));
+    if b[${Q_SIDE}] == ${BUY} { quote(input, ry, rx, fee_buy) } else { quote(input, rx, ry, fee_sell) }
 }
 
 fn on_trade(b: &[u8], s: &mut [u8]) {
-    let rx = u64_at(b, 18) as f64 / 1e9;
-    let ry = u64_at(b, 26) as f64 / 1e9;
+    let rx = u64_at(b, ${AS_RX}) as f64 / 1e9;
+    let ry = u64_at(b, ${AS_RY}) as f64 / 1e9;
     if !(rx > 0.0) || !(ry > 0.0) {
         return;
     }
@@ -78,8 +80,8 @@ fn on_trade(b: &[u8], s: &mut [u8]) {
     let ret = if last > 0.0 { (spot / last).ln().abs() } else { 0.0 };
     let mut sum = 0.0f64;
     let mut count = 0u32;
-    for k in 0..8 {
-        let p = f32_at(b, 60 + 4 * k) as f64;
+    for k in 0..${SLOTS} {
+        let p = f32_at(b, ${AS_PRICES} + 4 * k) as f64;
         if p.is_finite() {
             sum += p;
             count += 1;
@@ -90,15 +92,15 @@ fn on_trade(b: &[u8], s: &mut [u8]) {
     // An arbitrage (the only trade with flow 0) stops where the marginal price meets the
     // fair price: at the fees it was quoted, read before the slots change.
     let (fee_buy, fee_sell) = fees(s);
-    let is_buy = b[1] == 0;
-    if f32_at(b, 52) == 0.0 {
+    let is_buy = b[${AS_SIDE}] == ${BUY};
+    if f32_at(b, ${AS_FLOW}) == 0.0 {
         set_slot(s, 8, if is_buy { spot / (1.0 - fee_buy) } else { spot * (1.0 - fee_sell) });
     }
     set_slot(s, 0, spot);
     set_slot(s, 1, 0.95 * slot(s, 1) + 0.05 * ret);
-    set_slot(s, 2, 0.9 * slot(s, 2) + 0.1 * f32_at(b, 52) as f64);
-    set_slot(s, 3, f32_at(b, 56) as f64);
-    set_slot(s, 4, u32_at(b, 42) as f64 / EPOCH_LEN);
+    set_slot(s, 2, 0.9 * slot(s, 2) + 0.1 * f32_at(b, ${AS_FLOW}) as f64);
+    set_slot(s, 3, f32_at(b, ${AS_WEIGHT}) as f64);
+    set_slot(s, 4, u32_at(b, ${AS_EPOCH_STEP}) as f64 / EPOCH_LEN);
     set_slot(s, 5, gap);
     set_slot(s, 6, reference);
     set_slot(s, 7, (rx / reference).ln());
@@ -106,8 +108,8 @@ fn on_trade(b: &[u8], s: &mut [u8]) {
 
 fn on_epoch(b: &[u8], s: &mut [u8]) {
     set_slot(s, 1, 0.5 * slot(s, 1));
-    set_slot(s, 3, f32_at(b, 37) as f64);
-    set_slot(s, 6, u64_at(b, 5) as f64 / 1e9);
+    set_slot(s, 3, f32_at(b, ${EP_WEIGHT}) as f64);
+    set_slot(s, 6, u64_at(b, ${EP_RX}) as f64 / 1e9);
     set_slot(s, 7, 0.0);
     set_slot(s, 4, 0.0);
 }
@@ -118,10 +120,10 @@ pub extern "C" fn __prop_amm_after_swap(data: *const u8, len: usize, storage: *m
         return;
     }
     let b = unsafe { std::slice::from_raw_parts(data, len) };
-    let s = unsafe { std::slice::from_raw_parts_mut(storage, 1024) };
-    match b[0] {
-        2 if len >= 92 => on_trade(b, s),
-        5 if len >= 41 => on_epoch(b, s),
+    let s = unsafe { std::slice::from_raw_parts_mut(storage, ${STORAGE}) };
+    match b[${TAG}] {
+        ${TAG_AS} if len >= ${AS_LEN} => on_trade(b, s),
+        ${TAG_EP} if len >= ${EP_LEN} => on_epoch(b, s),
         _ => {}
     }
 }
@@ -132,7 +134,19 @@ pub extern "C" fn __prop_amm_get_name(buf: *mut u8, max_len: usize) -> usize {
     unsafe { std::ptr::copy_nonoverlapping(NAME.as_ptr(), buf, n) };
     n
 }
-"""
+""").substitute(
+    Q_HEAD=rules.QUOTE.itemsize, STORAGE=rules.STORAGE, BUY=rules.TAG_BUY,
+    Q_SIDE=rules.offset(rules.QUOTE, "side"), Q_INPUT=rules.offset(rules.QUOTE, "input"),
+    Q_RX=rules.offset(rules.QUOTE, "reserve_x"), Q_RY=rules.offset(rules.QUOTE, "reserve_y"),
+    SLOTS=rules.COMPETITOR_SLOTS, TAG=0, TAG_AS=rules.TAG_AFTER_SWAP, TAG_EP=rules.TAG_EPOCH,
+    AS_LEN=rules.AFTER_SWAP.itemsize, EP_LEN=rules.EPOCH.itemsize,
+    **{f"AS_{k.upper()}": rules.offset(rules.AFTER_SWAP, f) for k, f in (
+        ("rx", "reserve_x"), ("ry", "reserve_y"), ("prices", "competitor_prices"),
+        ("side", "side"), ("flow", "flow"), ("weight", "capital_weight"),
+        ("epoch_step", "epoch_step"))},
+    EP_WEIGHT=rules.offset(rules.EPOCH, "capital_weight"),
+    EP_RX=rules.offset(rules.EPOCH, "reserve_x"))
+"""The ABI entry points and feature updates; every payload offset comes from `rules`."""
 
 
 def rust_f64(value: float) -> str:
