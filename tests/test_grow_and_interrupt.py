@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import STRATEGIES, first_difference
+from conftest import STRATEGIES, first_difference, interrupt_training
 from propamm_jax.cli import main
 from propamm_jax.config import SimConfig
 from propamm_jax.errors import Interrupted, PropammError
@@ -124,16 +124,7 @@ def test_train_resume_with_more_generations_continues(tmp_path, x64):
 def _interrupt_after(monkeypatch, calls: int):
     from propamm_jax.training import train as tr
 
-    count = {"n": 0}
-    original = tr.population_values
-
-    def interrupted(*args, **kw):
-        count["n"] += 1
-        if count["n"] == calls:
-            raise KeyboardInterrupt
-        return original(*args, **kw)
-
-    monkeypatch.setattr(tr, "population_values", interrupted)
+    interrupt_training(monkeypatch, tr, calls)
 
 
 def test_interrupted_train_writes_the_best_policy_so_far(tmp_path, x64, monkeypatch):
