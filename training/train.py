@@ -30,17 +30,11 @@ import numpy as np
 
 from propamm_jax.config import SimConfig, check_profile
 from propamm_jax.errors import Interrupted, PropammError
-from propamm_jax.pools.dynamic_fee import PARAM_NAMES
 from propamm_jax.pools.families import family
-
 from propamm_jax.training import league as lg
 from propamm_jax.training.objective import (OBJECTIVES, Setting, population_values,
                                            smoothed_value_and_grad)
 
-# Every parameter of the family is trained (dynamic_fee: PARAM_NAMES). (w_gap was left out while the fast path showed every
-# pool the competitors' spots after the whole step; it now follows the engine's hook order,
-# official vs fast within 0.2% for a policy driven by w_gap alone.)
-TRAINED = tuple(PARAM_NAMES)
 ALGORITHMS = ("cma_es", "open_es", "snes", "adam")
 DEFAULT_INIT = {"bias": -1.2, "w_dev": 1.0}
 CHECKPOINT = "checkpoint.npz"
