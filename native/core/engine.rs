@@ -526,15 +526,53 @@ fn route<Q: Fn(usize, bool, u64) -> u64>(
         }
         0.5 * (lo + hi)
     };
+    // The bisection needs only whether the pools absorb more than the order at `mid`. A pure
+    // pool's absorb lies inside the interval its bisection has narrowed to so far, and f64
+    // addition is monotone, so the sum of the pools' lower (upper) ends bounds the sum of
+    // their values. Pure pools are walked down only until the bounds decide the comparison
+    // (`Walk`); other pools are evaluated in full, in order, as before. Same decisions, same
+    // lambda, bit for bit; far fewer probes of the pure pools in the early iterations.
+    let exceeds = |mid: f64| -> bool {
+        let mut walks: Vec<Walk> = (0..n)
+            .map(|i| {
+                if !pure[i] {
+                    Walk::Exact(absorb(i, mid))
+                } else if m_tiny(i) < mid {
+                    Walk::Exact(0.0)
+                } else if m_cap(i) >= mid {
+                    Walk::Exact(max_in[i])
+                } else {
+                    Walk::start(max_in[i])
+                }
+            })
+            .collect();
+        loop {
+            let (mut low, mut high) = (0.0f64, 0.0f64);
+            let mut widest: Option<(usize, f64)> = None;
+            for (i, w) in walks.iter().enumerate() {
+                let (l, h) = w.bounds();
+                low += l;
+                high += h;
+                if h - l > widest.map_or(0.0, |(_, width)| width) {
+                    widest = Some((i, h - l));
+                }
+            }
+            if low > total_input {
+                return true;
+            }
+            match widest {
+                Some((i, _)) if high > total_input => {
+                    walks[i] = trees[i].borrow_mut().descend(walks[i], mid, |x| marginal(i, x));
+                }
+                _ => return high > total_input,
+            }
+        }
+    };
     let lambda_max = (0..n).map(m_tiny).fold(0.0f64, f64::max);
     let (mut lo, mut hi) = (0.0f64, lambda_max * 1.5);
     for _ in 0..80 {
         let mid = 0.5 * (lo + hi);
-        let mut total = 0.0f64;
-        for i in 0..n {
-            total += absorb(i, mid);
-        }
-        let too_much = total > total_input;
+        let too_much = exceeds(mid);
         match (profile, too_much) {
             (Profile::Reference, true) | (Profile::Corrected, false) => hi = mid,
             _ => lo = mid,
@@ -575,6 +613,29 @@ enum Next {
     Done(f64),
 }
 
+/// Where one bisection of a pure pool stands: at a node whose interval is [lo, hi] (the
+/// result will lie in it), or finished.
+#[derive(Clone, Copy)]
+enum Walk {
+    At { node: u32, depth: u32, lo: f64, hi: f64 },
+    Exact(f64),
+}
+
+impl Walk {
+    fn start(max_in: f64) -> Walk {
+        Walk::At { node: 0, depth: 0, lo: 0.0, hi: max_in }
+    }
+
+    /// (lowest, highest) value the bisection can still return.
+    #[inline]
+    fn bounds(&self) -> (f64, f64) {
+        match *self {
+            Walk::At { lo, hi, .. } => (lo, hi),
+            Walk::Exact(x) => (x, x),
+        }
+    }
+}
+
 impl ProbeTree {
     fn new() -> Self {
         ProbeTree { marginal: vec![None], next: vec![[Next::Open; 2]] }
@@ -582,38 +643,48 @@ impl ProbeTree {
 
     /// The plain loop of `absorb`: at most 60 halvings, stopping at a relative width 1e-6.
     fn bisect<M: Fn(f64) -> f64>(&mut self, max_in: f64, lambda: f64, marginal: M) -> f64 {
-        let (mut lo, mut hi) = (0.0f64, max_in);
-        let mut node = 0usize;
-        for depth in 0..60 {
-            let mid = 0.5 * (lo + hi);
-            let m = match self.marginal[node] {
-                Some(m) => m,
-                None => {
-                    let m = marginal(mid);
-                    self.marginal[node] = Some(m);
-                    m
-                }
-            };
-            let up = m >= lambda;
-            if up { lo = mid } else { hi = mid }
-            match self.next[node][up as usize] {
-                Next::Done(x) => return x,
-                Next::Node(k) => node = k as usize,
-                Next::Open => {
-                    if (hi - lo) / (hi + lo + 1e-12) < 1e-6 || depth == 59 {
-                        let x = 0.5 * (lo + hi);
-                        self.next[node][up as usize] = Next::Done(x);
-                        return x;
-                    }
-                    let k = self.marginal.len();
-                    self.marginal.push(None);
-                    self.next.push([Next::Open; 2]);
-                    self.next[node][up as usize] = Next::Node(k as u32);
-                    node = k;
-                }
+        let mut walk = Walk::start(max_in);
+        loop {
+            match self.descend(walk, lambda, &marginal) {
+                Walk::Exact(x) => return x,
+                next => walk = next,
             }
         }
-        0.5 * (lo + hi)
+    }
+
+    /// One halving of the plain loop, from `walk` (an `At`).
+    #[inline]
+    fn descend<M: Fn(f64) -> f64>(&mut self, walk: Walk, lambda: f64, marginal: M) -> Walk {
+        let Walk::At { node, depth, mut lo, mut hi } = walk else { return walk };
+        let node = node as usize;
+        let mid = 0.5 * (lo + hi);
+        let m = match self.marginal[node] {
+            Some(m) => m,
+            None => {
+                let m = marginal(mid);
+                self.marginal[node] = Some(m);
+                m
+            }
+        };
+        let up = m >= lambda;
+        if up { lo = mid } else { hi = mid }
+        let depth = depth + 1;
+        match self.next[node][up as usize] {
+            Next::Done(x) => Walk::Exact(x),
+            Next::Node(k) => Walk::At { node: k, depth, lo, hi },
+            Next::Open => {
+                if (hi - lo) / (hi + lo + 1e-12) < 1e-6 || depth == 60 {
+                    let x = 0.5 * (lo + hi);
+                    self.next[node][up as usize] = Next::Done(x);
+                    return Walk::Exact(x);
+                }
+                let k = self.marginal.len() as u32;
+                self.marginal.push(None);
+                self.next.push([Next::Open; 2]);
+                self.next[node][up as usize] = Next::Node(k);
+                Walk::At { node: k, depth, lo, hi }
+            }
+        }
     }
 }
 
