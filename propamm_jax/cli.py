@@ -775,10 +775,13 @@ def _add_training_parsers(sub) -> None:
                    help="adam: arbitrage floor smoothing")
     _add_profile(p, "corrected")
     p.add_argument("--objective", default=None, help="edge, risk, vs_normalizer, margin "
-                   "(edge minus the best other strategy's, paired by seed) or beaten (share of "
-                   "the others with a lower edge); default: edge, margin under --league")
+                   "(edge minus the best other strategy's, paired by seed), beaten (share of "
+                   "the others with a lower edge) or placed (margin + --rank-weight x beaten); "
+                   "default: edge, margin under --league")
     p.add_argument("--risk-lambda", type=_number("--risk-lambda"), default=2.0,
                    help="risk objective: mean edge - lambda x its standard deviation")
+    p.add_argument("--rank-weight", type=_number("--rank-weight"), default=100.0,
+                   help="placed objective: what beating the whole field is worth, in edge units")
     p.add_argument("--opponent", action="append", default=[],
                    help="fixed pool (cpamm:30) or compiled strategy (.rs/.so; scored officially)")
     _add_market_options(p, seeds=False, simulations=None)
@@ -858,7 +861,8 @@ def cmd_train(args) -> int:
         seed=args.seed, sigma_init=args.sigma_init, learning_rate=args.learning_rate,
         clip=args.clip, smooth=args.smooth, profile=args.profile,
         objective=args.objective or ("margin" if args.league else "edge"),
-        risk_lambda=args.risk_lambda, opponents=tuple(args.opponent), steps=args.steps,
+        risk_lambda=args.risk_lambda, rank_weight=args.rank_weight,
+        opponents=tuple(args.opponent), steps=args.steps,
         epoch_len=args.epoch_len, fee_min_bps=args.fee_min_bps, fee_max_bps=args.fee_max_bps,
         init=_init_values(args.init, args.family), league=_league_config(args))
     cfg.check()

@@ -69,6 +69,11 @@ def test_snapshots_enter_the_pool_on_schedule():
 def test_monitor_field_spreads_the_fees():
     assert monitor_field(LeagueConfig(field=4)) == ("cpamm:10", "cpamm:40", "cpamm:70",
                                                     "cpamm:100")
+    compiled = (Entry("starter", "a.rs"), Entry("opponent", "b.rs"))
+    assert monitor_field(LeagueConfig(field=4), compiled) == ("a.rs", "b.rs", "cpamm:10",
+                                                              "cpamm:100")
+    never = LeagueConfig(field=4, compiled_every=0)  # no compiled generations: fees only
+    assert monitor_field(never, compiled) == monitor_field(never)
 
 
 def test_margin_objective_is_the_lead_over_the_best_other():
@@ -83,6 +88,8 @@ def test_margin_objective_is_the_lead_over_the_best_other():
     assert np.allclose(per_seed_value(edges, Setting(DynamicFee())), [10.0, 5.0])
     beaten = Setting(DynamicFee(), objective="beaten")
     assert np.allclose(per_seed_value(edges, beaten), [0.5, 1.0])
+    placed = Setting(DynamicFee(), objective="placed", rank_weight=10.0)
+    assert np.allclose(per_seed_value(edges, placed), [-2.0 + 5.0, 2.0 + 10.0])
 
 
 def test_tiny_league_run_end_to_end(tmp_path, x64):

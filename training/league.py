@@ -30,8 +30,9 @@ The schedule (all a pure function of (run seed, generation); `--resume` redraws 
   every fast generation.
 
 Common random numbers stay: the seeds and the field of a generation are shared by the whole
-population. `held-out` monitoring uses one fixed field (`monitor_field`: `field` fees spread
-evenly over `fees`), so that checks at different generations are comparable.
+population. `held-out` monitoring uses one fixed field (`monitor_field`: the compiled entries
+when there are compiled generations, then fees spread evenly over `fees` up to `field`
+opponents), so that checks at different generations are comparable.
 
 The objective in a field is `--objective` (default `margin` under `--league`: the policy's
 edge minus the best other strategy's edge on the same seed; a field is won by that paired
@@ -169,11 +170,16 @@ def draw_field(league: LeagueConfig, seed: int, generation: int,
     return Field(generation, False, entries)
 
 
-def monitor_field(league: LeagueConfig) -> tuple[str, ...]:
-    """Fixed fees spread evenly over the fee range: the held-out checks' field."""
+def monitor_field(league: LeagueConfig, compiled: Sequence[Entry] = ()) -> tuple[str, ...]:
+    """The held-out checks' field: fixed fees spread evenly over the fee range, after the
+    compiled entries of the pool (`compiled_pool`) when the run has compiled generations (then
+    the checks are scored like a compiled generation, and judge the policy in a field like
+    the one it will meet)."""
     fees = sorted(set(league.fees))
-    idx = np.unique(np.round(np.linspace(0, len(fees) - 1, min(league.field, len(fees)))))
-    return tuple(f"cpamm:{fees[int(i)]}" for i in idx)
+    picked = [name for _, name in compiled][:league.field - 1] if league.compiled_every else []
+    n_fixed = min(league.field - len(picked), len(fees))
+    idx = np.unique(np.round(np.linspace(0, len(fees) - 1, n_fixed)))
+    return tuple(picked) + tuple(f"cpamm:{fees[int(i)]}" for i in idx)
 
 
 def snapshot_path(out: Path, label: int, suffix: str = ".json") -> Path:

@@ -27,7 +27,11 @@ from propamm_jax.rules import risk_score
 # normalizer when it plays alone): the paired margin a field is won by (training/league.py).
 # beaten: the share of the other strategies whose edge is below the policy's on the seed
 # (its mean is the expected place: rank = 1 + (N - 1) x (1 - beaten), a median-rank proxy).
-OBJECTIVES = ("edge", "risk", "vs_normalizer", "margin", "beaten")
+# placed: margin + rank_weight x beaten. A field is judged by both: the mean edge (won by the
+# margin) and the median rank (beaten). Margin alone favours a high-variance bet that wins
+# big on some seeds and ranks last on the rest; beaten alone a strategy that ranks second
+# everywhere. rank_weight is in edge units: what beating the whole field is worth.
+OBJECTIVES = ("edge", "risk", "vs_normalizer", "margin", "beaten", "placed")
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class Setting:
     config: SimConfig = SimConfig()
     objective: str = "edge"
     risk_lambda: float = 2.0
+    rank_weight: float = 100.0
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -60,16 +65,20 @@ def is_compiled(spec: str) -> bool:
 def per_seed_value(edges, setting: Setting):
     """The objective of each simulation from its final edges `[..., N+1]` (the policy first,
     the normalizer last): edge, risk-adjusted edge, edge - normalizer's or edge - the best
-    other strategy's (`margin`; the normalizer's when there are no opponents)."""
+    other strategy's (`margin`; the normalizer's when there are no opponents), the share of
+    the others it beats (`beaten`), or `placed` (margin + rank_weight x beaten)."""
     import jax.numpy as jnp
 
     edge, norm_edge = edges[..., 0], edges[..., -1]
+    others = edges[..., 1:-1] if edges.shape[-1] > 2 else edges[..., -1:]
+    beaten = jnp.mean(others < edge[..., None], axis=-1)
+    margin = edge - jnp.max(others, axis=-1)
     if setting.objective == "beaten":
-        others = edges[..., 1:-1] if edges.shape[-1] > 2 else edges[..., -1:]
-        return jnp.mean(others < edge[..., None], axis=-1)
+        return beaten
     if setting.objective == "margin":
-        others = edges[..., 1:-1] if edges.shape[-1] > 2 else edges[..., -1:]
-        return edge - jnp.max(others, axis=-1)
+        return margin
+    if setting.objective == "placed":
+        return margin + setting.rank_weight * beaten
     if setting.objective == "risk":
         return risk_score(edge, setting.risk_lambda, xp=jnp)
     if setting.objective == "vs_normalizer":
@@ -262,7 +271,8 @@ def smoothed_value_and_grad(setting: Setting, seeds: Sequence[int], smooth: floa
     opp_pools, opp_params = _opponent_params(setting, 1)
     opp_params = [jax_tree_first(p) for p in opp_params]
     key = ("grad", smooth, len(seeds)) + (setting.pool, setting.opponents, setting.profile,
-                                          setting.config, setting.objective, setting.risk_lambda)
+                                          setting.config, setting.objective, setting.risk_lambda,
+                                          setting.rank_weight)
     if key not in _RUNS:
         engine = Engine((setting.pool,) + tuple(opp_pools), setting.config, setting.profile,
                         smooth=smooth)

@@ -64,6 +64,7 @@ class TrainConfig:
     profile: str = "corrected"
     objective: str = "edge"
     risk_lambda: float = 2.0
+    rank_weight: float = 100.0
     opponents: tuple[str, ...] = ()
     steps: int = 10_000
     epoch_len: int = 1_000
@@ -140,7 +141,7 @@ class TrainConfig:
     def setting(self) -> Setting:
         return Setting(self.pool(), tuple(self.opponents), self.profile,
                        SimConfig(steps=self.steps, epoch_len=self.epoch_len), self.objective,
-                       self.risk_lambda)
+                       self.risk_lambda, self.rank_weight)
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -154,11 +155,13 @@ class TrainConfig:
             return self.setting()
         import dataclasses
 
-        return dataclasses.replace(self.setting(), opponents=lg.monitor_field(self.league))
+        compiled = lg.compiled_pool(self.league, self.opponents)
+        return dataclasses.replace(self.setting(),
+                                   opponents=lg.monitor_field(self.league, compiled))
 
 
 # What a checkpoint written before these options existed was trained with.
-_OLD_DEFAULTS = {"family": "dynamic_fee", "hidden": 8, "oracle": False}
+_OLD_DEFAULTS = {"family": "dynamic_fee", "hidden": 8, "oracle": False, "rank_weight": 100.0}
 
 
 def _initial(cfg: TrainConfig) -> np.ndarray:
