@@ -47,8 +47,9 @@ def write_frame(frame, path: str | Path) -> Path:
         frame = frame.reset_index()
     try:
         if suffix == ".json":  # Python's json: shortest round-trip floats, exact on reading
-            records = frame.to_dict(orient="records")
-            path.write_text(json.dumps(records, default=_native) + "\n")
+            records = [{k: _finite(v) for k, v in row.items()}
+                       for row in frame.to_dict(orient="records")]
+            path.write_text(json.dumps(records, default=_native, allow_nan=False) + "\n")
         elif suffix == ".csv":
             frame.to_csv(path, index=False)
         else:
@@ -56,6 +57,14 @@ def write_frame(frame, path: str | Path) -> Path:
     except OSError as exc:
         raise PropammError(f"{path}: cannot write ({exc.strerror or exc})") from None
     return path
+
+
+def _finite(value):
+    """NaN and infinities (e.g. a leader's gap to itself) as null: strict JSON has no NaN,
+    and pandas reads null back as NaN."""
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return None
+    return value
 
 
 def _native(value):
