@@ -20,8 +20,8 @@ The schedule (all a pure function of (run seed, generation); `--resume` redraws 
   and the pool has compiled entries (starters or `--opponent`). Its field is every compiled
   entry (a random subset when more than `field - 1` of them), the latest snapshot (exported)
   and fixed fees up to `field` opponents. It is scored officially (objective.official_values;
-  the compiled-opponent path), which costs far more than the fast path, hence the
-  deterministic schedule: the cost of a run is known before it starts.
+  the compiled-opponent path: one preloaded run), which costs more than the fast path,
+  hence the deterministic schedule: the cost of a run is known before it starts.
 - Every other generation is *fast* (the JAX engine): `snapshots` snapshots and
   `field - snapshots` fixed fees. The snapshots are the latest one and the rest drawn
   uniformly, with replacement, from all of them (fictitious play: a best response to the
