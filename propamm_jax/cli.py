@@ -1099,6 +1099,10 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "ray", None):  # Ray's workers start while the command prepares
             from propamm_jax import cluster
 
+            if getattr(args, "workers", None):
+                print(f"propamm: note: --workers {args.workers} has no effect with --ray (the "
+                      "cluster's CPUs set the parallelism)", file=sys.stderr)
+
             on_ray = True
             cluster.start(args.ray, jax=args.command != "score")
         return args.run(args)

@@ -81,6 +81,8 @@ def test_score_cli_identical_and_says_who_took_part(cluster, tmp_path):
     assert ray.returncode == 0, ray.stderr
     assert (tmp_path / "ray.json").read_bytes() == (tmp_path / "local.json").read_bytes()
     assert "ray: 2 nodes, " in ray.stderr
+    assert "--workers 2 has no effect with --ray" in ray.stderr   # said, not silently ignored
+    assert "no effect" not in local.stderr
 
 
 def test_score_corrected_with_traces_identical(cluster, tmp_path):
