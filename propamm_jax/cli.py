@@ -896,10 +896,10 @@ def cmd_train(args) -> int:
 
 def _init_values(items: list[str], family: str = "dynamic_fee") -> dict:
     """`--init NAME=VALUE` pairs (the starting mean of the search), over the family's default
-    start: `DEFAULT_INIT` for the feature families (mlp embeds it), none for the others."""
-    from propamm_jax.training.train import DEFAULT_INIT
+    start (`Family.default_init`)."""
+    from propamm_jax.pools.families import family as family_named
 
-    values = dict(DEFAULT_INIT) if family in ("dynamic_fee", "mlp") else {}
+    values = family_named(family).default_init()
     for item in items:
         name, sep, text = item.partition("=")
         try:

@@ -36,7 +36,6 @@ from propamm_jax.training.objective import (OBJECTIVES, Setting, population_valu
                                            smoothed_value_and_grad)
 
 ALGORITHMS = ("cma_es", "open_es", "snes", "adam")
-DEFAULT_INIT = {"bias": -1.2, "w_dev": 1.0}
 CHECKPOINT = "checkpoint.npz"
 LOG = "log.jsonl"
 
@@ -70,8 +69,8 @@ class TrainConfig:
     epoch_len: int = 1_000
     fee_min_bps: float = 0.0
     fee_max_bps: float = 300.0
-    # ~50 bps at no deviation, tilted by the fair-price deviation: a good start (README)
-    init: dict = field(default_factory=lambda: dict(DEFAULT_INIT))
+    # the default family's start (FeatureTracking.DEFAULT_INIT: ~50 bps, tilted by the deviation)
+    init: dict = field(default_factory=lambda: family("dynamic_fee").default_init())
     league: lg.LeagueConfig | None = None   # None: the fixed `opponents` every generation
 
     def train_seeds(self, generation: int) -> list[int]:

@@ -43,6 +43,10 @@ class Family:
         extra = {"hidden": hidden} if "hidden" in {f.name for f in dataclasses.fields(cls)} else {}
         return cls(float(fee_min_bps), float(fee_max_bps), int(epoch_len), bool(oracle), **extra)
 
+    def default_init(self) -> dict:
+        """Training's start without --init (the pool class's DEFAULT_INIT; none: zeros)."""
+        return dict(getattr(getattr(self.module(), self.pool_class), "DEFAULT_INIT", {}))
+
     def read(self, path: Path, data: dict) -> tuple[Any, Any]:
         """(pool, parameters as exact f64: floats or NumPy arrays)."""
         return self.module().read_policy(path, data)

@@ -21,7 +21,7 @@ of the estimate: `oracle_deviation(view)`. No submission can see it, so it never
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -75,6 +75,10 @@ class FeatureTracking:
     function `fees_at(params, state, dev)` of the features and a fair-price deviation. Needs
     `epoch_len` and `oracle` on the dataclass: an oracle's deviation is the true one, from
     the fee view; otherwise it is the estimate `deviation(state)`."""
+
+    # Where training starts without --init: ~50 bps at no deviation, tilted by the
+    # fair-price deviation (README). mlp embeds this dynamic_fee start.
+    DEFAULT_INIT: ClassVar[dict] = {"bias": -1.2, "w_dev": 1.0}
 
     def fees(self, params, state: FeatureState, view: FeeView | None = None):
         """(buy, sell) fee fractions at the moment of a quote."""
