@@ -922,7 +922,7 @@ def cmd_export(args) -> int:
 def _add_evaluate_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="a policy on fresh seeds: fast path, official, against "
                        "the normalizer, fixed fees and in a field (--field)")
-    p.add_argument("policy", type=Path, help="a dynamic_fee policy.json (as `train` writes)")
+    p.add_argument("policy", type=Path, help="a policy.json of any family (as `train` writes)")
     p.add_argument("--profile", choices=("corrected", "reference"), default=None,
                    help="default: the policy's training profile")
     p.add_argument("--simulations", type=_positive_int("--simulations"), default=100,
