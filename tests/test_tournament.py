@@ -113,11 +113,11 @@ def test_cli_scores_three_strategies_officially(tmp_path, capsys):
     assert plot.read_bytes().startswith(b"\x89PNG")
 
 
-@needs_rustc
 def _no_constant(name: str):
     raise ValueError(f"{name} is not JSON")
 
 
+@needs_rustc
 def test_a_field_of_sixteen(tmp_path, capsys):
     starters = sorted(str(p) for p in STARTERS.glob("*.rs"))
     field = starters + [f"fixed:{bps}" for bps in range(10, 130, 10)]
