@@ -895,7 +895,7 @@ def _init_values(items: list[str], family: str = "dynamic_fee") -> dict:
     start: `DEFAULT_INIT` for the feature families (mlp embeds it), none for the others."""
     from propamm_jax.training.train import DEFAULT_INIT
 
-    values = dict(DEFAULT_INIT) if family in ("dynamic_fee", "mlp") else {}
+    values = dict(DEFAULT_INIT) if family in ("dynamic_fee", "mlp", "regime_fee") else {}
     for item in items:
         name, sep, text = item.partition("=")
         try:
