@@ -160,9 +160,18 @@ def rust_f64(value: float) -> str:
     return text
 
 
-def submission(family: str, doc: str, pool, name: str, consts: str, fees_fn: str) -> str:
+# Where `submission(..., on_trade_hook=...)` calls a family's own update in `on_trade`: the
+# quoted fees are known and no slot has changed yet.
+HOOK_AFTER = "    let is_buy = b[%d] == %d;\n" % (rules.offset(rules.AFTER_SWAP, "side"),
+                                                  rules.TAG_BUY)
+
+
+def submission(family: str, doc: str, pool, name: str, consts: str, fees_fn: str,
+               on_trade_hook: str = "") -> str:
     """The whole source: header, the pool's bounds, the family's constants and `fees`, then
-    the shared storage helpers, feature updates and ABI entry points."""
+    the shared storage helpers, feature updates and ABI entry points. `on_trade_hook`: a
+    statement run in `on_trade` after the quoted fees (`fee_buy`, `fee_sell`), `spot` and
+    `is_buy` are known and before any slot changes (families with slots of their own)."""
     from propamm_jax import __version__
 
     if not re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", name):
@@ -173,4 +182,9 @@ def submission(family: str, doc: str, pool, name: str, consts: str, fees_fn: str
             f"const FEE_MIN: f64 = {rust_f64(pool.fee_min_bps / 10_000.0)};\n"
             f"const FEE_SPAN: f64 = {rust_f64((pool.fee_max_bps - pool.fee_min_bps) / 10_000.0)};\n"
             f"const EPOCH_LEN: f64 = {rust_f64(float(pool.epoch_len))};\n")
-    return f"{head}{consts.rstrip()}\n\n{HELPERS.strip()}\n\n{fees_fn.strip()}\n\n{ABI.lstrip()}"
+    abi = ABI
+    if on_trade_hook:
+        if abi.count(HOOK_AFTER) != 1:
+            raise PropammError("rust_features: the on_trade hook's anchor is not in the ABI once")
+        abi = abi.replace(HOOK_AFTER, HOOK_AFTER + "    " + on_trade_hook.strip() + "\n")
+    return f"{head}{consts.rstrip()}\n\n{HELPERS.strip()}\n\n{fees_fn.strip()}\n\n{abi.lstrip()}"

@@ -65,6 +65,8 @@ FAMILIES = {
                           "propamm_jax.training.export"),
     "mlp": Family("mlp", "propamm_jax.pools.mlp", "MLPFee",
                   "propamm_jax.training.export_mlp"),
+    "regime_fee": Family("regime_fee", "propamm_jax.pools.regime_fee", "RegimeFee",
+                         "propamm_jax.training.export_regime"),
     "virtual_reserves": Family("virtual_reserves", "propamm_jax.pools.virtual_reserves",
                                "VirtualReserves", "propamm_jax.pools.virtual_reserves"),
 }

@@ -96,7 +96,10 @@ class FeatureTracking:
         z = jnp.zeros((), dtype)
         return FeatureState(z, z, z, z, z, z, z, z, z)
 
-    def on_trade(self, params, state: FeatureState, obs: TradeObs) -> FeatureState:
+    def on_trade(self, params, state: FeatureState, obs: TradeObs,
+                 quoted: tuple | None = None) -> FeatureState:
+        """`quoted`: the (buy, sell) fees this trade was quoted at, for a family whose fees
+        read more state than the features (default: `fees_at` on these features)."""
         spot = obs.reserve_y / obs.reserve_x
         ret = jnp.where(state.last_spot > 0.0,
                         jnp.abs(jnp.log(spot / jnp.where(state.last_spot > 0.0, state.last_spot, 1.0))),
@@ -108,7 +111,8 @@ class FeatureTracking:
         ref = jnp.where(state.ref_rx > 0.0, state.ref_rx, obs.reserve_x)
         # The fees this trade was quoted at (the state is still the pre-trade one). An
         # oracle was quoted other fees, but never reads its estimate.
-        fee_buy, fee_sell = self.fees_at(params, state, deviation(state))
+        fee_buy, fee_sell = (self.fees_at(params, state, deviation(state)) if quoted is None
+                             else quoted)
         revealed = jnp.where(obs.is_buy, spot / (1.0 - fee_buy), spot * (1.0 - fee_sell))
         new = FeatureState(
             last_spot=spot, vol=0.95 * state.vol + 0.05 * ret,
