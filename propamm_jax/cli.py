@@ -736,9 +736,10 @@ def _add_training_parsers(sub) -> None:
     """`train`, `export` and `evaluate` (issue #4; code in propamm_jax.training)."""
     p = sub.add_parser("train", help="train a fee policy (evosax / optax) on the fast path "
                        "(profile: corrected)")
-    p.add_argument("--family", default="dynamic_fee",
-                   help="policy family: dynamic_fee (8 weights of hand-picked features) or mlp "
-                        "(a small network over the same features)")
+    from propamm_jax.pools.families import FAMILIES
+
+    p.add_argument("--family", default="dynamic_fee", help="policy family: " + "; ".join(
+        f"{f.name} ({f.summary})" for f in FAMILIES.values()))
     p.add_argument("--hidden", type=_positive_int("--hidden"), default=8,
                    help="mlp: hidden units (8: 82 parameters)")
     p.add_argument("--oracle", action="store_true",

@@ -164,6 +164,15 @@ def test_bad_league_options(kw, message):
         LeagueConfig(**kw).check()
 
 
+def test_an_all_compiled_league_needs_fees_only_for_the_room_left():
+    """--compiled-every 1 with compiled entries has no fast generation to fill with fees."""
+    LeagueConfig(field=12, fees=(20, 30), compiled_every=1).check(n_compiled=6)
+    with pytest.raises(PropammError, match="cannot fill"):
+        LeagueConfig(field=12, fees=(20, 30), compiled_every=1).check(n_compiled=0)
+    with pytest.raises(PropammError, match="cannot fill"):
+        LeagueConfig(field=12, fees=(20, 30), compiled_every=2).check(n_compiled=6)
+
+
 def test_league_cli_errors_are_one_line(tmp_path, capsys):
     out = str(tmp_path / "x")
     assert main(["train", "--league-field", "5", "--out", out]) == 2

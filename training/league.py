@@ -66,7 +66,9 @@ class LeagueConfig:
     fees: tuple[int, ...] = DEFAULT_FEES
     starters: bool = True       # the starter strategies are in the pool
 
-    def check(self) -> None:
+    def check(self, n_compiled: int | None = None) -> None:
+        """One-line errors for bad options; `n_compiled` (the compiled entries of the pool,
+        when known) lets a league whose every generation is compiled draw fewer fees."""
         if not 2 <= self.field <= 15:
             raise PropammError(f"--league-field must be 2..15 (the engine takes 16 "
                                f"strategies with the policy), got {self.field}")
@@ -83,10 +85,12 @@ class LeagueConfig:
         if bad:
             raise PropammError(f"--league-fees: {bad[0]!r} is not a whole number of bps in "
                                "0..9999")
-        if len(set(self.fees)) < self.field - self.snapshots:
+        all_compiled = bool(n_compiled) and self.compiled_every == 1
+        if not all_compiled and len(set(self.fees)) < self.field - self.snapshots:
             raise PropammError(f"--league-fees: {len(set(self.fees))} distinct fees cannot fill "
                                f"{self.field - self.snapshots} fixed-fee slots of a field of "
-                               f"{self.field}")
+                               f"{self.field} (or --compiled-every 1: every generation "
+                               "compiled, fixed fees only where compiled entries leave room)")
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)

@@ -111,8 +111,8 @@ class TrainConfig:
         from propamm_jax.training.objective import is_compiled
 
         if self.league is not None:
-            self.league.check()
             lg.check_opponents(self.opponents)
+            self.league.check(len(lg.compiled_pool(self.league, self.opponents)))
             if self.algorithm == "adam":
                 raise PropammError("--league: adam trains through the fast path only; use "
                                    "cma_es, open_es or snes")

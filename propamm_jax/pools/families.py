@@ -30,6 +30,7 @@ class Family:
     pool_module: str
     pool_class: str
     render_module: str  # defines `render(pool, params, name) -> str` (the Rust source)
+    summary: str = ""   # what `propamm train --help` says of it
 
     def module(self):
         return importlib.import_module(self.pool_module)
@@ -62,13 +63,15 @@ class Family:
 
 FAMILIES = {
     "dynamic_fee": Family("dynamic_fee", "propamm_jax.pools.dynamic_fee", "DynamicFee",
-                          "propamm_jax.training.export"),
+                          "propamm_jax.training.export", "8 weights of hand-picked features"),
     "mlp": Family("mlp", "propamm_jax.pools.mlp", "MLPFee",
-                  "propamm_jax.training.export_mlp"),
+                  "propamm_jax.training.export_mlp", "a small network over the same features"),
     "regime_fee": Family("regime_fee", "propamm_jax.pools.regime_fee", "RegimeFee",
-                         "propamm_jax.training.export_regime"),
+                         "propamm_jax.training.export_regime",
+                         "dynamic_fee plus the market's sigma, estimate age and |dev|"),
     "virtual_reserves": Family("virtual_reserves", "propamm_jax.pools.virtual_reserves",
-                               "VirtualReserves", "propamm_jax.pools.virtual_reserves"),
+                               "VirtualReserves", "propamm_jax.pools.virtual_reserves",
+                               "a fee per side and a concentrated curve, trained together"),
 }
 
 

@@ -1,7 +1,8 @@
 """`regime_fee`: `dynamic_fee` plus what the policy can learn about the market's regime and
 about how stale its fair-price estimate is. Constant-product curve.
 
-Why these three inputs (measured against the normalizer, corrected profile, NOTES_beat50.md):
+Why these three inputs (measured against the normalizer, corrected profile;
+benchmarks/results/regime_fee_notes.md has the runs):
 
 - `sig`: the fair price's volatility per step, from successive arbitrage reveals,
   `sig2 <- 0.9 sig2 + 0.1 ln(fair / previous fair)^2 / steps between them`. `dynamic_fee`'s
