@@ -60,6 +60,17 @@ def test_registry_reads_every_family_and_refuses_unknown_ones(tmp_path):
         read_policy(tmp_path / "bad.json")
 
 
+def test_train_help_names_every_registered_family_with_its_summary(capsys):
+    from propamm_jax.cli import main
+    from propamm_jax.pools.families import FAMILIES
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for fam in FAMILIES.values():
+        assert fam.summary and f"{fam.name} ({fam.summary})" in text, fam.name
+
+
 def test_mlp_literals_are_the_json_f64_bit_for_bit(tmp_path):
     from propamm_jax.training.export import export
 
