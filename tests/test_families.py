@@ -19,6 +19,17 @@ TINY = dict(generations=2, population=4, batch_seeds=2, heldout=2, eval_every=1,
 needs_rustc = pytest.mark.skipif(shutil.which("rustc") is None, reason="needs rustc")
 
 
+def random_feature_states(rng, n: int) -> np.ndarray:
+    """[n, 9] FeatureState fields of every size; the fair price known in 80% of them."""
+    states = np.column_stack([
+        rng.uniform(500, 2000, n), rng.exponential(0.003, n), rng.uniform(0, 1, n),
+        rng.uniform(0, 1, n), rng.uniform(0, 1, n), rng.exponential(0.002, n),
+        rng.uniform(1, 200, n), rng.normal(0, 0.05, n), np.zeros(n)])
+    states[:, 8] = np.where(rng.uniform(size=n) < 0.8,
+                            states[:, 0] * np.exp(rng.normal(0, 0.004, n)), 0.0)
+    return states
+
+
 def _mlp_policy(path, hidden=4, seed=5, scale=0.7, oracle=False):
     """An mlp policy with awkward f64 weights (none f32-representable) of every sign."""
     from propamm_jax.pools.mlp import MLPFee, save_policy
@@ -126,14 +137,7 @@ def test_mlp_rust_fees_equal_the_fast_path_fees_on_the_same_feature_states(tmp_p
     path, _, _ = _mlp_policy(tmp_path / "policy.json", hidden=6)
     rs = export(path, tmp_path / "p.rs")
     pool, params = load_policy(path)
-    rng = np.random.default_rng(3)
-    n = 400
-    states = np.column_stack([
-        rng.uniform(500, 2000, n), rng.exponential(0.003, n), rng.uniform(0, 1, n),
-        rng.uniform(0, 1, n), rng.uniform(0, 1, n), rng.exponential(0.002, n),
-        rng.uniform(1, 200, n), rng.normal(0, 0.05, n), np.zeros(n)])
-    states[:, 8] = np.where(rng.uniform(size=n) < 0.8,
-                            states[:, 0] * np.exp(rng.normal(0, 0.004, n)), 0.0)
+    states = random_feature_states(np.random.default_rng(3), 400)
     fast = jax.jit(jax.vmap(lambda st: pool.fees(params, FeatureState(*st), None)))(
         tuple(states.T))
     fast = np.column_stack([np.asarray(f) for f in fast])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from propamm_jax.errors import PropammError
-from test_families import _rust_fees
+from test_families import _rust_fees, random_feature_states
 
 needs_rustc = pytest.mark.skipif(shutil.which("rustc") is None, reason="needs rustc")
 
@@ -116,13 +116,8 @@ def test_rust_fees_equal_the_fast_path_fees_on_the_same_states(tmp_path, x64):
     pool, params = load_policy(path)
     rng = np.random.default_rng(4)
     n = 400
-    s = np.column_stack([
-        rng.uniform(500, 2000, n), rng.exponential(0.003, n), rng.uniform(0, 1, n),
-        rng.uniform(0, 1, n), rng.uniform(0, 1, n), rng.exponential(0.002, n),
-        rng.uniform(1, 200, n), rng.normal(0, 0.05, n), np.zeros(n),
-        rng.integers(0, 10_000, n).astype(float), rng.exponential(2e-5, n),
-        rng.integers(0, 40, n).astype(float)])
-    s[:, 8] = np.where(rng.uniform(size=n) < 0.8, s[:, 0] * np.exp(rng.normal(0, 0.004, n)), 0.0)
+    s = np.column_stack([random_feature_states(rng, n), rng.integers(0, 10_000, n).astype(float),
+                         rng.exponential(2e-5, n), rng.integers(0, 40, n).astype(float)])
     fees = jax.jit(jax.vmap(lambda st: pool.fees(params, RegimeState(
         FeatureState(*st[:9]), st[9], st[10], st[11]), None)))(tuple(s.T))
     fast = np.column_stack([np.asarray(f) for f in fees])

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -37,7 +36,8 @@ from propamm_jax.errors import PropammError
 from propamm_jax.pools import policy_file
 from propamm_jax.pools.base import NamedVector
 from propamm_jax.pools.constant_product import ConstantProductCurve
-from propamm_jax.pools.features import FeatureState, FeatureTracking, deviation  # noqa: F401
+from propamm_jax.pools.features import (  # noqa: F401
+    FeatureState, FeatureTracking, FeeBounds, deviation)
 
 FAMILY = "dynamic_fee"
 VERSION = 2
@@ -60,15 +60,10 @@ DFState = FeatureState  # the features (pools/features.py), under the name older
 
 
 @dataclass(frozen=True)
-class DynamicFee(NamedVector, FeatureTracking, ConstantProductCurve):
-    """Static configuration: fee bounds (bps), the epoch length used for progress, and
-    whether the policy is the oracle (sees the true fair price; fast path only)."""
+class DynamicFee(FeeBounds, NamedVector, FeatureTracking, ConstantProductCurve):
+    """The static configuration is `FeeBounds`'s (fee bounds, epoch length, oracle)."""
 
     param_type: ClassVar[type] = DFParams
-    fee_min_bps: float = 5.0
-    fee_max_bps: float = 200.0
-    epoch_len: int = 1000
-    oracle: bool = False
 
     def params(self, **values: float) -> DFParams:
         unknown = set(values) - set(PARAM_NAMES)
@@ -81,11 +76,9 @@ class DynamicFee(NamedVector, FeatureTracking, ConstantProductCurve):
         z = (params.bias + params.w_vol * 100.0 * state.vol + params.w_flow * state.flow
              + params.w_weight * state.weight + params.w_epoch * state.epoch_progress
              + params.w_gap * 100.0 * state.gap)
-        span = (self.fee_max_bps - self.fee_min_bps) / 10_000.0
-        low = self.fee_min_bps / 10_000.0
         tilt = params.w_skew * state.skew + params.w_dev * 100.0 * dev
         # skew > 0: holding more X than at the rebalance; trades that bring X in (sells) pay more
-        return low + span * jax.nn.sigmoid(z - tilt), low + span * jax.nn.sigmoid(z + tilt)
+        return self.sided_fees(z, tilt)
 
     # --- the parameter vector (what training searches): PARAM_NAMES in order -------------
 

@@ -21,6 +21,7 @@ of the estimate: `oracle_deviation(view)`. No submission can see it, so it never
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
 import jax
@@ -68,6 +69,24 @@ def blend(active, new: FeatureState, old: FeatureState) -> FeatureState:
     w = jnp.asarray(active).astype(old.vol.dtype)
     return jax.tree_util.tree_map(
         lambda a, b: jnp.where(w > 0.0, w * a.astype(b.dtype) + (1.0 - w) * b, b), new, old)
+
+
+@dataclass(frozen=True)
+class FeeBounds:
+    """The static configuration of a feature family: fee bounds (bps), the epoch length used
+    for progress, and whether the policy is the oracle (sees the true fair price; fast path
+    only). Families add their own fields after these (mlp: `hidden`)."""
+
+    fee_min_bps: float = 5.0
+    fee_max_bps: float = 200.0
+    epoch_len: int = 1000
+    oracle: bool = False
+
+    def sided_fees(self, z, tilt):
+        """(buy, sell) = fee_min + (fee_max - fee_min) * sigmoid(z -/+ tilt), as fractions."""
+        span = (self.fee_max_bps - self.fee_min_bps) / 10_000.0
+        low = self.fee_min_bps / 10_000.0
+        return low + span * jax.nn.sigmoid(z - tilt), low + span * jax.nn.sigmoid(z + tilt)
 
 
 class FeatureTracking:

@@ -33,7 +33,7 @@ import numpy as np
 from propamm_jax.errors import PropammError
 from propamm_jax.pools import policy_file
 from propamm_jax.pools.constant_product import ConstantProductCurve
-from propamm_jax.pools.features import INPUT_NAMES, FeatureTracking, inputs
+from propamm_jax.pools.features import INPUT_NAMES, FeatureTracking, FeeBounds, inputs
 
 FAMILY = "mlp"
 VERSION = 1
@@ -49,14 +49,10 @@ class MLPParams(NamedTuple):
 
 
 @dataclass(frozen=True)
-class MLPFee(FeatureTracking, ConstantProductCurve):
-    """Static configuration: fee bounds (bps), epoch length, hidden units, and whether the
-    policy is the oracle (sees the true fair price; fast path only)."""
+class MLPFee(FeeBounds, FeatureTracking, ConstantProductCurve):
+    """The static configuration is `FeeBounds`'s (fee bounds, epoch length, oracle) and the
+    hidden units."""
 
-    fee_min_bps: float = 5.0
-    fee_max_bps: float = 200.0
-    epoch_len: int = 1000
-    oracle: bool = False
     hidden: int = 8
 
     def fees_at(self, params: MLPParams, state, dev):

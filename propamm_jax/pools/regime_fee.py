@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -40,8 +39,8 @@ from propamm_jax.pools import policy_file
 from propamm_jax.pools.base import EpochObs, FeeView, NamedVector, TradeObs
 from propamm_jax.pools.constant_product import ConstantProductCurve
 from propamm_jax.pools.dynamic_fee import PARAM_NAMES as DF_NAMES
-from propamm_jax.pools.features import (FeatureState, FeatureTracking, deviation,
-                                        oracle_deviation)
+from propamm_jax.pools.features import (FeatureState, FeatureTracking, FeeBounds,
+                                        deviation, oracle_deviation)
 
 FAMILY = "regime_fee"
 VERSION = 1
@@ -72,15 +71,10 @@ class RegimeState(NamedTuple):
 
 
 @dataclass(frozen=True)
-class RegimeFee(NamedVector, FeatureTracking, ConstantProductCurve):
-    """Static configuration: fee bounds (bps), the epoch length used for progress, and
-    whether the policy is the oracle (sees the true fair price; fast path only)."""
+class RegimeFee(FeeBounds, NamedVector, FeatureTracking, ConstantProductCurve):
+    """The static configuration is `FeeBounds`'s (fee bounds, epoch length, oracle)."""
 
     param_type: ClassVar[type] = RFParams
-    fee_min_bps: float = 5.0
-    fee_max_bps: float = 200.0
-    epoch_len: int = 1000
-    oracle: bool = False
 
     def fees_at(self, params: RFParams, state: RegimeState, dev):
         """(buy, sell) fee fractions for the state and a fair-price deviation `dev`."""
@@ -90,9 +84,7 @@ class RegimeFee(NamedVector, FeatureTracking, ConstantProductCurve):
              + params.w_gap * 100.0 * f.gap + params.w_sig * 100.0 * jnp.sqrt(state.sig2)
              + params.w_age * jnp.sqrt(state.age) / 3.0 + params.w_adev * 100.0 * jnp.abs(dev))
         tilt = params.w_skew * f.skew + params.w_dev * 100.0 * dev
-        span = (self.fee_max_bps - self.fee_min_bps) / 10_000.0
-        low = self.fee_min_bps / 10_000.0
-        return low + span * jax.nn.sigmoid(z - tilt), low + span * jax.nn.sigmoid(z + tilt)
+        return self.sided_fees(z, tilt)
 
     def fees(self, params: RFParams, state: RegimeState, view: FeeView | None = None):
         if self.oracle:
