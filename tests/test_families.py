@@ -30,6 +30,23 @@ def random_feature_states(rng, n: int) -> np.ndarray:
     return states
 
 
+def validated_fast_and_official(path, rs):
+    """Exports `path` to `rs`, asserts it validates strictly, and returns its fast-path and
+    official edges on seeds 11-13 (1500 steps, corrected): (seeds, fast, official, failures)."""
+    from propamm_jax.config import SimConfig
+    from propamm_jax.official.validate import validate_file
+    from propamm_jax.training.evaluate import fast_edges, official_edges
+    from propamm_jax.training.export import export
+
+    report = validate_file(export(path, rs), strict=True)
+    assert report.ok, "\n".join(report.lines())
+    seeds, config = [11, 12, 13], SimConfig(steps=1500, epoch_len=100)
+    fast = fast_edges(path, seeds, "corrected", config)
+    official, failed = official_edges(path, seeds, "corrected", config, workers=1,
+                                      progress=False)
+    return seeds, fast, official, failed
+
+
 def _mlp_policy(path, hidden=4, seed=5, scale=0.7, oracle=False):
     """An mlp policy with awkward f64 weights (none f32-representable) of every sign."""
     from propamm_jax.pools.mlp import MLPFee, save_policy
@@ -151,18 +168,8 @@ def test_mlp_rust_fees_equal_the_fast_path_fees_on_the_same_feature_states(tmp_p
 
 @needs_rustc
 def test_mlp_export_validates_and_scores_like_the_fast_path(tmp_path, x64):
-    from propamm_jax.config import SimConfig
-    from propamm_jax.training.evaluate import fast_edges, official_edges
-    from propamm_jax.training.export import export
-    from propamm_jax.official.validate import validate_file
-
     path, _, _ = _mlp_policy(tmp_path / "policy.json")
-    report = validate_file(export(path, tmp_path / "mlp_policy.rs"), strict=True)
-    assert report.ok, "\n".join(report.lines())
-    seeds, config = [11, 12, 13], SimConfig(steps=1500, epoch_len=100)
-    fast = fast_edges(path, seeds, "corrected", config)
-    official, failed = official_edges(path, seeds, "corrected", config, workers=1,
-                                      progress=False)
+    seeds, fast, official, failed = validated_fast_and_official(path, tmp_path / "mlp_policy.rs")
     off = np.array([official[s] for s in seeds])
     assert failed == 0
     assert np.allclose(off, fast, rtol=0.01, atol=0.5), (off, fast)

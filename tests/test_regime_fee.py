@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from propamm_jax.errors import PropammError
-from test_families import _rust_fees, random_feature_states
+from test_families import _rust_fees, random_feature_states, validated_fast_and_official
 
 needs_rustc = pytest.mark.skipif(shutil.which("rustc") is None, reason="needs rustc")
 
@@ -129,20 +129,11 @@ def test_rust_fees_equal_the_fast_path_fees_on_the_same_states(tmp_path, x64):
 @needs_rustc
 def test_export_validates_and_scores_like_the_fast_path(tmp_path, x64):
     """The regime slots evolve in the export as on the fast path: official edges within 1%."""
-    from propamm_jax.config import SimConfig
-    from propamm_jax.official.validate import validate_file
     from propamm_jax.pools.regime_fee import RegimeFee, save_policy
-    from propamm_jax.training.evaluate import fast_edges, official_edges
-    from propamm_jax.training.export import export
 
     path = save_policy(tmp_path / "policy.json", RegimeFee(0.0, 300.0, 100),
                        {**VALUES, "w_sig": 4.0, "w_age": 0.3})
-    report = validate_file(export(path, tmp_path / "regime.rs"), strict=True)
-    assert report.ok, "\n".join(report.lines())
-    seeds, config = [11, 12, 13], SimConfig(steps=1500, epoch_len=100)
-    fast = fast_edges(path, seeds, "corrected", config)
-    official, failed = official_edges(path, seeds, "corrected", config, workers=1,
-                                      progress=False)
+    seeds, fast, official, failed = validated_fast_and_official(path, tmp_path / "regime.rs")
     assert failed == 0
     off = np.array([official[s] for s in seeds])
     assert np.allclose(off, fast, rtol=0.01, atol=0.5), (off, fast)

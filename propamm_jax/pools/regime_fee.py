@@ -47,18 +47,8 @@ VERSION = 1
 PARAM_NAMES = DF_NAMES + ("w_sig", "w_age", "w_adev")
 
 
-class RFParams(NamedTuple):
-    bias: jnp.ndarray
-    w_vol: jnp.ndarray
-    w_flow: jnp.ndarray
-    w_weight: jnp.ndarray
-    w_epoch: jnp.ndarray
-    w_gap: jnp.ndarray
-    w_skew: jnp.ndarray
-    w_dev: jnp.ndarray
-    w_sig: jnp.ndarray
-    w_age: jnp.ndarray
-    w_adev: jnp.ndarray
+# dynamic_fee's eight weights, then the three regime weights (scalars, in PARAM_NAMES order).
+RFParams = NamedTuple("RFParams", [(name, jnp.ndarray) for name in PARAM_NAMES])
 
 
 class RegimeState(NamedTuple):
