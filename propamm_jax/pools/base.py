@@ -157,6 +157,20 @@ class NamedVector:
         get = params.get if isinstance(params, dict) else (lambda k: getattr(params, k))
         return np.array([float(get(k)) for k in self.param_type._fields])
 
+    def params(self, **values: float):
+        """The params from scalars by name (missing ones 0); an unknown name is an error."""
+        from propamm_jax.errors import PropammError
+
+        names = self.param_type._fields
+        unknown = set(values) - set(names)
+        if unknown:
+            raise PropammError(f"{type(self).__name__}: unknown parameter {sorted(unknown)[0]!r}")
+        return self.param_type(*(jnp.asarray(float(values.get(k, 0.0))) for k in names))
+
+    def initial(self, init: dict, seed: int) -> np.ndarray:
+        """The search's starting point: `init` by name, the rest 0 (`seed` is not needed)."""
+        return self.start(init, {})
+
     def start(self, init: dict, defaults: dict) -> np.ndarray:
         """The search's starting point: `init` by name, else `defaults`, else 0."""
         from propamm_jax.errors import PropammError

@@ -65,12 +65,6 @@ class DynamicFee(FeeBounds, NamedVector, FeatureTracking, ConstantProductCurve):
 
     param_type: ClassVar[type] = DFParams
 
-    def params(self, **values: float) -> DFParams:
-        unknown = set(values) - set(PARAM_NAMES)
-        if unknown:
-            raise PropammError(f"DynamicFee: unknown parameter {sorted(unknown)[0]!r}")
-        return DFParams(*(jnp.asarray(float(values.get(k, 0.0))) for k in PARAM_NAMES))
-
     def fees_at(self, params: DFParams, state: DFState, dev):
         """(buy, sell) fee fractions for the features and a fair-price deviation `dev`."""
         z = (params.bias + params.w_vol * 100.0 * state.vol + params.w_flow * state.flow
@@ -79,12 +73,6 @@ class DynamicFee(FeeBounds, NamedVector, FeatureTracking, ConstantProductCurve):
         tilt = params.w_skew * state.skew + params.w_dev * 100.0 * dev
         # skew > 0: holding more X than at the rebalance; trades that bring X in (sells) pay more
         return self.sided_fees(z, tilt)
-
-    # --- the parameter vector (what training searches): PARAM_NAMES in order -------------
-
-    def initial(self, init: dict, seed: int) -> np.ndarray:
-        """The search's starting point: `init` by name, the rest 0 (`seed` is not needed)."""
-        return self.start(init, {})
 
 
 def load_policy(path: str | Path) -> tuple[DynamicFee, DFParams]:

@@ -111,16 +111,6 @@ class RegimeFee(FeeBounds, NamedVector, FeatureTracking, ConstantProductCurve):
         return state._replace(features=FeatureTracking.on_epoch(self, params, state.features,
                                                                 obs))
 
-    def initial(self, init: dict, seed: int) -> np.ndarray:
-        """The search's starting point: `init` by name, the rest 0 (`seed` is not needed)."""
-        return self.start(init, {})
-
-    def params(self, **values: float) -> RFParams:
-        unknown = set(values) - set(PARAM_NAMES)
-        if unknown:
-            raise PropammError(f"RegimeFee: unknown parameter {sorted(unknown)[0]!r}")
-        return RFParams(*(jnp.asarray(float(values.get(k, 0.0))) for k in PARAM_NAMES))
-
 
 def read_policy(path: str | Path, data: dict | None = None) -> tuple[RegimeFee, dict[str, float]]:
     """A `policy.json` of this family: the pool and its parameters as the exact floats the
